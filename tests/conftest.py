@@ -44,3 +44,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     "(set RKRT_BOARD_LIBRARY and run `pytest -m board` there)"
                 )
             )
+
+
+@pytest.fixture(scope="session")
+def fake_so():
+    """Path of the test-double librknnrt.so; RKRT_LIBRARY points at it for the session."""
+    from fake_rknnrt import build_library
+
+    path = build_library()
+    previous = os.environ.get("RKRT_LIBRARY")
+    os.environ["RKRT_LIBRARY"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("RKRT_LIBRARY", None)
+    else:
+        os.environ["RKRT_LIBRARY"] = previous
+
+
+@pytest.fixture
+def fake_rt(fake_so):
+    """FakeRuntime over the session's test double, reset before the test."""
+    from fake_rknnrt import FakeRuntime
+
+    rt = FakeRuntime(fake_so)
+    rt.reset()
+    return rt

@@ -1,0 +1,25 @@
+"""Converters from scikit-learn estimators to emit's `Network` form, one module per family.
+
+Importing this package registers every converter.
+"""
+
+from emit.converters import linear, mlp, pipeline, preprocessing
+from emit.converters.registry import (
+    lower,
+    lower_transform,
+    register,
+    register_transform,
+    supported,
+)
+
+__all__ = [
+    "linear",
+    "lower",
+    "lower_transform",
+    "mlp",
+    "pipeline",
+    "preprocessing",
+    "register",
+    "register_transform",
+    "supported",
+]

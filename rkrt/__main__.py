@@ -1,0 +1,7 @@
+"""``python -m rkrt``: see rkrt.cli."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

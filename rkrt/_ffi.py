@@ -1,0 +1,42 @@
+"""The cffi declaration of the librknnrt ABI, parsed once from the packaged header."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cffi
+
+_HEADER = "rknn_api.h"
+
+
+def header_path() -> Path:
+    """Where rknn_api.h is: inside the installed package, else the source tree's native_headers/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "native_headers" / _HEADER, here.parent / "native_headers" / _HEADER):
+        if candidate.is_file():
+            return candidate
+    raise ImportError(
+        f"rkrt cannot find its ABI declaration {_HEADER} (looked in {here / 'native_headers'} and "
+        f"{here.parent / 'native_headers'}); reinstall rkrt"
+    )
+
+
+HEADER_TEXT = header_path().read_text()
+
+ffi = cffi.FFI()
+ffi.cdef(HEADER_TEXT)
+
+# cffi exposes #define constants only through a loaded library; rkrt needs them (error names,
+# flags) before and without one, so they are read from the same text cffi parsed.
+DEFINES: dict[str, int] = {
+    name: int(value, 0)
+    for name, value in re.findall(
+        r"^#define\s+(\w+)\s+(-?(?:0x[0-9a-fA-F]+|\d+))\s*$", HEADER_TEXT, re.MULTILINE
+    )
+}
+
+
+def enum(name: str) -> dict[str, int]:
+    """The members of a declared C enum, e.g. enum("rknn_core_mask")."""
+    return dict(ffi.typeof(name).relements)

@@ -1,0 +1,235 @@
+"""IOBinding: zero-copy inference through runtime-allocated memory bound to a context."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from ._ffi import DEFINES, enum, ffi
+from .errors import ClosedError, DTypeError, RKNNError, ShapeError, check
+from .tensor import TYPE_OF_NUMPY, TensorSpec
+
+if TYPE_CHECKING:
+    from .session import Session
+
+_Q = enum("rknn_query_cmd")
+_SYNC = enum("rknn_mem_sync_mode")
+_TO_DEVICE = _SYNC["RKNN_MEMORY_SYNC_TO_DEVICE"]
+_FROM_DEVICE = _SYNC["RKNN_MEMORY_SYNC_FROM_DEVICE"]
+_NULL = ffi.NULL
+_F32 = np.dtype(np.float32)
+
+
+def _same_layout(native: Any, plain: Any) -> bool:
+    """Whether the native attr lays elements out exactly as the plain (logical) one does."""
+    if native.fmt != plain.fmt or native.n_dims != plain.n_dims:
+        return False
+    if any(native.dims[k] != plain.dims[k] for k in range(plain.n_dims)):
+        return False
+    # A padded row (w_stride wider than W) makes a 4-D native layout differ from the plain one.
+    return plain.n_dims < 4 or native.w_stride in (0, plain.dims[2])
+
+
+class IOBinding:
+    """Zero-copy IO for one Session, made by :meth:`Session.bind`.
+
+    ``inputs`` and ``outputs`` are numpy arrays over memory the runtime allocated and reads or
+    writes directly: fill ``inputs[i][...]``, call :meth:`run`, read ``outputs[i]``. Nothing is
+    allocated or copied per call. The arrays are views valid until :meth:`close` (or the
+    session's close): copy what you keep. After :meth:`set_input_shapes` re-read both tuples.
+    """
+
+    def __init__(self, session: Session, input_dtype: Optional[np.dtype],
+                 output_dtype: Optional[np.dtype]) -> None:  # fmt: skip
+        self._session = session
+        self._lock = session._lock
+        self._context = session._context
+        runtime = session._runtime
+        self._sync = runtime.symbol("rknn_mem_sync")
+        self._set_io_mem = runtime.symbol("rknn_set_io_mem")
+        self._run = runtime.lib.rknn_run
+        self._in_dtypes = self._resolve("input", input_dtype, session.inputs)
+        self._out_dtypes = self._resolve("output", output_dtype, session.outputs)
+        self._in_mems: tuple[Any, ...] = ()
+        self._out_mems: tuple[Any, ...] = ()
+        self.inputs: tuple[np.ndarray, ...] = ()
+        self.outputs: tuple[np.ndarray, ...] = ()
+        self._closed = False
+        try:
+            self._allocate(runtime.symbol("rknn_create_mem"))
+            self._bind_current()
+        except BaseException:
+            self._release()
+            raise
+
+    @staticmethod
+    def _resolve(kind: str, dtype: Optional[np.dtype], specs: tuple[TensorSpec, ...]
+                 ) -> tuple[np.dtype, ...]:  # fmt: skip
+        """The buffer dtype of each tensor: float32 (the runtime converts) or the native one."""
+        resolved = []
+        for spec in specs:
+            dt = spec.dtype if dtype is None else dtype
+            if dt != _F32 and dt != spec.dtype:
+                raise DTypeError(
+                    f"{kind} {spec.name!r} can be bound as float32 or as its native "
+                    f"{spec.dtype}, not {dt}; pass {kind}_dtype=np.float32 or None for native"
+                )
+            if dt not in TYPE_OF_NUMPY:
+                raise DTypeError(f"{kind} {spec.name!r} has native type {spec.dtype}, which rkrt "
+                                 f"cannot bind; pass {kind}_dtype=np.float32")  # fmt: skip
+            resolved.append(dt)
+        return tuple(resolved)
+
+    # ---- setup: everything below runs once per bind or shape switch, never per run ----
+
+    def _query_attrs(self, cmd: str, count: int) -> list[Any]:
+        attrs = []
+        for i in range(count):
+            attr = ffi.new("rknn_tensor_attr*")
+            attr.index = i
+            ret = self._session._runtime.lib.rknn_query(
+                self._context.handle, _Q[cmd], attr, ffi.sizeof("rknn_tensor_attr")
+            )
+            check(ret, "rknn_query")
+            attrs.append(attr)
+        return attrs
+
+    def _native_attrs(self) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+        """(plain in, plain out, native in, native out) attrs at the current shape."""
+        s = self._session
+        prefix = "RKNN_QUERY_CURRENT_" if s.is_dynamic else "RKNN_QUERY_"
+        return (
+            self._query_attrs(prefix + "INPUT_ATTR", len(s.inputs)),
+            self._query_attrs(prefix + "OUTPUT_ATTR", len(s.outputs)),
+            self._query_attrs(prefix + "NATIVE_INPUT_ATTR", len(s.inputs)),
+            self._query_attrs(prefix + "NATIVE_OUTPUT_ATTR", len(s.outputs)),
+        )
+
+    @staticmethod
+    def _bytes_needed(native: Any, plain: Any, dtype: np.dtype) -> int:
+        return max(int(native.size_with_stride), int(plain.n_elems) * dtype.itemsize)
+
+    def _allocate(self, create_mem: Any) -> None:
+        s = self._session
+        start = tuple(spec.shape for spec in s.inputs)
+        in_sizes = [0] * len(s.inputs)
+        out_sizes = [0] * len(s.outputs)
+        # Buffers must hold the largest shape: visit every shape set once, then go back.
+        for shapes in s.input_shapes if s.is_dynamic else (start,):
+            if s.is_dynamic:
+                s._switch_shapes(shapes)
+            pin, pout, nin, nout = self._native_attrs()
+            for i, (n, p, dt) in enumerate(zip(nin, pin, self._in_dtypes)):
+                in_sizes[i] = max(in_sizes[i], self._bytes_needed(n, p, dt))
+            for i, (n, p, dt) in enumerate(zip(nout, pout, self._out_dtypes)):
+                out_sizes[i] = max(out_sizes[i], self._bytes_needed(n, p, dt))
+        if s.is_dynamic:
+            s._switch_shapes(start)
+        self._in_mems = tuple(self._create(create_mem, n) for n in in_sizes)
+        self._out_mems = tuple(self._create(create_mem, n) for n in out_sizes)
+
+    def _create(self, create_mem: Any, size: int) -> Any:
+        mem = create_mem(self._context.handle, size)
+        if mem == _NULL:
+            raise RKNNError(DEFINES["RKNN_ERR_MALLOC_FAIL"], "rknn_create_mem")
+        self._context.mems.append(mem)
+        return mem
+
+    def _bind_one(self, mem: Any, native: Any, plain: Any, dtype: np.dtype) -> np.ndarray:
+        attr = ffi.new("rknn_tensor_attr*", native[0])
+        rknn_type = TYPE_OF_NUMPY[dtype]
+        if rknn_type != native.type or not _same_layout(native, plain):
+            # Ask the runtime for the logical layout in the requested type: it converts.
+            attr.fmt, attr.n_dims, attr.type = plain.fmt, plain.n_dims, rknn_type
+            for k in range(plain.n_dims):
+                attr.dims[k] = plain.dims[k]
+            attr.size = attr.size_with_stride = plain.n_elems * dtype.itemsize
+            attr.w_stride = attr.h_stride = 0
+        check(self._set_io_mem(self._context.handle, mem, attr), "rknn_set_io_mem")
+        shape = tuple(int(plain.dims[k]) for k in range(plain.n_dims))
+        data = ffi.buffer(mem.virt_addr, mem.size)
+        return np.frombuffer(data, dtype, count=int(plain.n_elems)).reshape(shape)
+
+    def _bind_current(self) -> None:
+        pin, pout, nin, nout = self._native_attrs()
+        self.inputs = tuple(
+            self._bind_one(*args) for args in zip(self._in_mems, nin, pin, self._in_dtypes)
+        )
+        self.outputs = tuple(
+            self._bind_one(*args) for args in zip(self._out_mems, nout, pout, self._out_dtypes)
+        )
+
+    # ---- use ----
+
+    def run(self) -> None:
+        """Sync the input buffers to the NPU, run, sync the outputs back."""
+        with self._lock:
+            if self._closed:
+                raise ClosedError("this IOBinding is closed; bind the session again")
+            handle = self._context.handle
+            sync = self._sync
+            for mem in self._in_mems:
+                ret = sync(handle, mem, _TO_DEVICE)
+                if ret < 0:
+                    check(ret, "rknn_mem_sync")
+            ret = self._run(handle, _NULL)
+            if ret < 0:
+                check(ret, "rknn_run")
+            for mem in self._out_mems:
+                ret = sync(handle, mem, _FROM_DEVICE)
+                if ret < 0:
+                    check(ret, "rknn_mem_sync")
+
+    def set_input_shapes(self, *shapes: tuple[int, ...]) -> None:
+        """Switch a dynamic-shape model to another accepted shape set (one shape per input).
+
+        The buffers stay; they are bound again with the runtime's current attrs, and
+        ``inputs``/``outputs`` become new views of the new shapes.
+        """
+        s = self._session
+        wanted = tuple(tuple(int(d) for d in shape) for shape in shapes)
+        if wanted not in s.input_shapes:
+            raise ShapeError(
+                f"input shapes {wanted} are not accepted; the model accepts "
+                + ", ".join(str(x) for x in s.input_shapes)
+            )
+        with self._lock:
+            if self._closed:
+                raise ClosedError("this IOBinding is closed; bind the session again")
+            s._switch_shapes(wanted)
+            self._bind_current()
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called or the session closed."""
+        return self._closed
+
+    def _forget(self) -> None:
+        """The session is closing: its context frees the memory; only drop the views."""
+        self._closed = True
+        self.inputs = self.outputs = ()
+
+    def _release(self) -> None:
+        self._forget()
+        mems = self._in_mems + self._out_mems
+        self._in_mems = self._out_mems = ()
+        if self._context.handle is not None:
+            self._context.destroy_mems(mems)
+
+    def close(self) -> None:
+        """Free the runtime memory. The arrays handed out before must not be used after this."""
+        if self._closed:
+            return
+        with self._lock:
+            self._release()
+
+    def __enter__(self) -> IOBinding:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self.inputs)} in, {len(self.outputs)} out"
+        return f"<rkrt.IOBinding ({state})>"

@@ -1,0 +1,101 @@
+"""FakeRuntime: the test double's control API (counters, faults, delays) through cffi."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import cffi
+
+HEADER = Path(__file__).resolve().parent / "fake_control.h"
+COUNTERS = ("size_mismatch", "mixed_api", "concurrent", "bad_pointer", "matmul_unsafe", "unsafe")
+
+
+@functools.cache
+def _ffi() -> cffi.FFI:
+    ffi = cffi.FFI()
+    ffi.cdef(HEADER.read_text())
+    return ffi
+
+
+class FakeRuntime:
+    """Handle on the control API of a built test-double librknnrt.so.
+
+    dlopen of the same path returns the library instance rkrt (or any raw binding)
+    uses, so the counters seen here are theirs.
+    """
+
+    def __init__(self, so_path: str | Path) -> None:
+        self.path = Path(so_path)
+        self.ffi = _ffi()
+        self.lib = self.ffi.dlopen(str(self.path))
+        count = self.lib.fake_function_count()
+        self.functions: tuple[str, ...] = tuple(
+            self.ffi.string(self.lib.fake_function_name(i)).decode() for i in range(count)
+        )
+
+    def _function(self, name: str) -> bytes:
+        if name not in self.functions:
+            raise ValueError(
+                f"{name!r} is not an rknn_* function of the ABI; known: {self.functions}"
+            )
+        return name.encode()
+
+    def reset(self) -> None:
+        """Zero call counts, misuse counters, faults, the run delay; live objects stay."""
+        self.lib.fake_reset()
+
+    def live(self) -> dict[str, int]:
+        """Live contexts, rknn_tensor_mem blocks and outputs not yet released."""
+        return {
+            "contexts": int(self.lib.fake_live_contexts()),
+            "mems": int(self.lib.fake_live_mems()),
+            "outputs": int(self.lib.fake_live_outputs()),
+        }
+
+    def calls(self, name: str) -> int:
+        """Calls of one rknn_* function since the last reset."""
+        return int(self.lib.fake_call_count(self._function(name)))
+
+    def total_calls(self) -> int:
+        return int(self.lib.fake_call_count_total())
+
+    def inject(self, name: str, nth: int = 1, code: int = -5) -> None:
+        """Make the nth next call of `name` fail with `code` before doing anything
+        (pointer-returning functions return NULL)."""
+        if nth < 1:
+            raise ValueError(f"nth must be >= 1, got {nth}")
+        self.lib.fake_inject(self._function(name), nth, code)
+
+    def set_run_delay(self, us: int, jitter_us: int = 0) -> None:
+        """Each rknn_run sleeps us + uniform(0, jitter_us) microseconds, holding no global lock."""
+        if us < 0 or jitter_us < 0:
+            raise ValueError(f"delays must be >= 0, got us={us}, jitter_us={jitter_us}")
+        self.lib.fake_set_run_delay(us, jitter_us)
+
+    def counter(self, name: str) -> int:
+        """A misuse counter: one of COUNTERS; zero for a correct caller."""
+        if name not in COUNTERS:
+            raise ValueError(f"unknown counter {name!r}; known: {COUNTERS}")
+        return int(self.lib.fake_counter(name.encode()))
+
+    def counters(self) -> dict[str, int]:
+        return {name: self.counter(name) for name in COUNTERS}
+
+    def max_parallel_runs(self) -> int:
+        """Most rknn_run calls in flight at once since the last reset."""
+        return int(self.lib.fake_max_parallel_runs())
+
+    def last_init_flags(self) -> int:
+        return int(self.lib.fake_last_init_flags())
+
+    def core_mask(self, ctx: int) -> int:
+        """Current core mask of a live context handle."""
+        mask = int(self.lib.fake_core_mask(ctx))
+        if mask < 0:
+            raise ValueError(f"{ctx:#x} is not a live context of this runtime")
+        return mask
+
+    def last_error(self) -> str:
+        """Why the calling thread's last failing rknn_* call failed."""
+        return self.ffi.string(self.lib.fake_last_error()).decode()

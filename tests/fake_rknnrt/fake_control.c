@@ -1,0 +1,109 @@
+/* Call counts, misuse counters, fault injection and the control API. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fake_internal.h"
+
+atomic_llong fake_calls[FN_COUNT];
+atomic_llong fake_counters[CNT_COUNT];
+fake_fault fake_faults[FN_COUNT];
+atomic_llong fake_live_ctx, fake_live_mem, fake_live_out;
+atomic_uint fake_init_flags;
+atomic_uint fake_delay_us, fake_jitter_us;
+atomic_int fake_in_flight, fake_max_in_flight;
+
+#define FAKE_FN_NAME(name) #name,
+static const char* const FUNCTION_NAMES[FN_COUNT] = {FAKE_FUNCTIONS(FAKE_FN_NAME)};
+#undef FAKE_FN_NAME
+
+static const char* const COUNTER_NAMES[CNT_COUNT] = {"size_mismatch", "mixed_api", "concurrent",
+                                                     "bad_pointer", "matmul_unsafe"};
+
+static _Thread_local char last_error[512];
+
+int fake_fail(int code, const char* fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, args);
+    va_end(args);
+    return code;
+}
+
+const char* fake_last_error(void) { return last_error; }
+
+static int function_index(const char* name) {
+    if (!name) return -1;
+    for (int i = 0; i < FN_COUNT; i++)
+        if (strcmp(FUNCTION_NAMES[i], name) == 0) return i;
+    return -1;
+}
+
+void fake_reset(void) {
+    for (int i = 0; i < FN_COUNT; i++) {
+        atomic_store(&fake_calls[i], 0);
+        atomic_store(&fake_faults[i].nth, 0);
+        atomic_store(&fake_faults[i].code, 0);
+    }
+    for (int i = 0; i < CNT_COUNT; i++) atomic_store(&fake_counters[i], 0);
+    atomic_store(&fake_delay_us, 0);
+    atomic_store(&fake_jitter_us, 0);
+    atomic_store(&fake_max_in_flight, 0);
+    last_error[0] = 0;
+}
+
+long long fake_live_contexts(void) { return atomic_load(&fake_live_ctx); }
+long long fake_live_mems(void) { return atomic_load(&fake_live_mem); }
+long long fake_live_outputs(void) { return atomic_load(&fake_live_out); }
+
+long long fake_call_count(const char* function) {
+    int i = function_index(function);
+    return i < 0 ? -1 : atomic_load(&fake_calls[i]);
+}
+
+long long fake_call_count_total(void) {
+    long long total = 0;
+    for (int i = 0; i < FN_COUNT; i++) total += atomic_load(&fake_calls[i]);
+    return total;
+}
+
+int fake_function_count(void) { return FN_COUNT; }
+
+const char* fake_function_name(int index) {
+    return index >= 0 && index < FN_COUNT ? FUNCTION_NAMES[index] : NULL;
+}
+
+int fake_inject(const char* function, int nth, int code) {
+    int i = function_index(function);
+    if (i < 0 || nth < 1) return -1;
+    /* Clear first so a concurrent caller never pairs the new count with the old code. */
+    atomic_store(&fake_faults[i].nth, 0);
+    atomic_store(&fake_faults[i].code, code);
+    atomic_store(&fake_faults[i].nth, nth);
+    return 0;
+}
+
+void fake_set_run_delay(uint32_t us, uint32_t jitter_us) {
+    atomic_store(&fake_delay_us, us);
+    atomic_store(&fake_jitter_us, jitter_us);
+}
+
+long long fake_counter(const char* name) {
+    if (!name) return -1;
+    long long sum = 0;
+    for (int i = 0; i < CNT_COUNT; i++) {
+        long long v = atomic_load(&fake_counters[i]);
+        if (strcmp(COUNTER_NAMES[i], name) == 0) return v;
+        sum += v;
+    }
+    return strcmp(name, "unsafe") == 0 ? sum : -1;
+}
+
+int fake_max_parallel_runs(void) { return atomic_load(&fake_max_in_flight); }
+
+uint32_t fake_last_init_flags(void) { return atomic_load(&fake_init_flags); }
+
+long long fake_core_mask(uint64_t context) {
+    fake_slot* s = fake_slot_of(context);
+    return s ? (long long)atomic_load(&s->core_mask) : -1;
+}

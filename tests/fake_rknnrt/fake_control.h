@@ -1,0 +1,47 @@
+/*
+ * Control API of the test-double librknnrt (not part of the real ABI).
+ *
+ * Tests reach it through cffi (fake_rknnrt/control.py parses this file), so it
+ * holds plain declarations only; a C includer must include <stdint.h> first.
+ * Every function is thread-safe.
+ */
+
+/* Zero call counts, misuse counters, injected faults, the run delay and the
+ * parallel-run maximum. Live objects are never forgotten. */
+void fake_reset(void);
+
+/* Live objects: contexts, rknn_tensor_mem blocks, outputs not yet released. */
+long long fake_live_contexts(void);
+long long fake_live_mems(void);
+long long fake_live_outputs(void);
+
+/* Calls of one exported rknn_* function since the last reset; -1 for an unknown name. */
+long long fake_call_count(const char* function);
+long long fake_call_count_total(void);
+
+/* Names of the exported rknn_* functions, index 0 .. fake_function_count() - 1. */
+int fake_function_count(void);
+const char* fake_function_name(int index);
+
+/* The nth next call of `function` fails with `code` (NULL for pointer-returning
+ * functions) before doing anything. Returns 0, or -1 for an unknown name or nth < 1. */
+int fake_inject(const char* function, int nth, int code);
+
+/* Each rknn_run sleeps us + uniform(0, jitter_us) microseconds, holding no global lock. */
+void fake_set_run_delay(uint32_t us, uint32_t jitter_us);
+
+/* Misuse counters: "size_mismatch", "mixed_api", "concurrent", "bad_pointer",
+ * "matmul_unsafe", "unsafe" (their sum); -1 for an unknown name. */
+long long fake_counter(const char* name);
+
+/* Most rknn_run calls in flight at the same time since the last reset. */
+int fake_max_parallel_runs(void);
+
+/* Flags passed to the last rknn_init. */
+uint32_t fake_last_init_flags(void);
+
+/* Core mask of a live context; -1 if the handle is not a live context. */
+long long fake_core_mask(uint64_t context);
+
+/* Why the calling thread's last failing rknn_* call failed ("" if none failed). */
+const char* fake_last_error(void);

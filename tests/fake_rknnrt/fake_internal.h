@@ -1,0 +1,209 @@
+/* Shared internals of the test-double librknnrt: model, contexts, mems, counters. */
+#ifndef FAKE_INTERNAL_H
+#define FAKE_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Only the rknn_* ABI and the fake_* control API leave the library (-fvisibility=hidden). */
+#pragma GCC visibility push(default)
+#include "rknn_api.h"
+#include "fake_control.h"
+#pragma GCC visibility pop
+
+/* Every exported rknn_* function: rknn_api.h, then rknn_matmul_api.h (fake_matmul.c counts
+ * its calls with fake_enter_function like the others). */
+#define FAKE_FUNCTIONS(X)                                                            \
+    X(rknn_init) X(rknn_dup_context) X(rknn_destroy) X(rknn_query)                   \
+    X(rknn_inputs_set) X(rknn_set_batch_core_num) X(rknn_set_core_mask) X(rknn_run)  \
+    X(rknn_wait) X(rknn_outputs_get) X(rknn_outputs_release)                         \
+    X(rknn_create_mem_from_phys) X(rknn_create_mem_from_fd)                          \
+    X(rknn_create_mem_from_mb_blk) X(rknn_create_mem) X(rknn_create_mem2)            \
+    X(rknn_destroy_mem) X(rknn_set_weight_mem) X(rknn_set_internal_mem)              \
+    X(rknn_set_io_mem) X(rknn_set_input_shape) X(rknn_set_input_shapes)              \
+    X(rknn_mem_sync)                                                                 \
+    X(rknn_matmul_create) X(rknn_matmul_create_dynamic_shape) X(rknn_matmul_set_io_mem) \
+    X(rknn_matmul_set_core_mask) X(rknn_matmul_set_quant_params)                     \
+    X(rknn_matmul_get_quant_params) X(rknn_matmul_set_dynamic_shape)                 \
+    X(rknn_matmul_run) X(rknn_matmul_destroy) X(rknn_B_normal_layout_to_native_layout)
+
+#define FAKE_FN_ID(name) FN_##name,
+enum fake_function { FAKE_FUNCTIONS(FAKE_FN_ID) FN_COUNT };
+#undef FAKE_FN_ID
+
+enum fake_counter_id {
+    CNT_SIZE_MISMATCH,
+    CNT_MIXED_API,
+    CNT_CONCURRENT,
+    CNT_BAD_POINTER,
+    CNT_MATMUL_UNSAFE, /* counted by fake_matmul.c */
+    CNT_COUNT
+};
+
+typedef struct {
+    atomic_int nth;  /* > 0: calls left until the injected failure */
+    atomic_int code;
+} fake_fault;
+
+extern atomic_llong fake_calls[FN_COUNT];
+extern atomic_llong fake_counters[CNT_COUNT];
+extern fake_fault fake_faults[FN_COUNT];
+extern atomic_llong fake_live_ctx, fake_live_mem, fake_live_out;
+extern atomic_uint fake_init_flags;
+extern atomic_uint fake_delay_us, fake_jitter_us;
+extern atomic_int fake_in_flight, fake_max_in_flight;
+
+/* Counts the call and returns the injected failure code, or 0. */
+static inline int fake_enter_function(enum fake_function fn) {
+    atomic_fetch_add_explicit(&fake_calls[fn], 1, memory_order_relaxed);
+    if (atomic_load_explicit(&fake_faults[fn].nth, memory_order_relaxed) <= 0) return 0;
+    if (atomic_fetch_sub(&fake_faults[fn].nth, 1) != 1) return 0;
+    return atomic_load(&fake_faults[fn].code);
+}
+
+static inline void fake_count(enum fake_counter_id id) {
+    atomic_fetch_add_explicit(&fake_counters[id], 1, memory_order_relaxed);
+}
+
+/* Records why the calling thread's call failed and returns code. */
+int fake_fail(int code, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- model (fake_model.c) ---- */
+
+enum fake_activation { ACT_IDENTITY, ACT_RELU, ACT_SIGMOID, ACT_TANH, ACT_SOFTMAX, ACT_COUNT };
+
+typedef struct {
+    char name[RKNN_MAX_NAME_LEN];
+    uint32_t width;
+    uint32_t offset; /* first column in the concatenated input / last-layer output */
+    float scale;
+    int32_t zp;
+} fake_tensor;
+
+typedef struct {
+    uint32_t n_in, n_out, activation;
+    float* weight; /* (n_in, n_out) row-major */
+    float* bias;
+} fake_layer;
+
+typedef struct {
+    atomic_int refs;
+    rknn_tensor_type dtype;
+    uint32_t n_inputs, n_outputs, n_layers, n_batches;
+    uint32_t* batches;
+    fake_tensor* inputs;
+    fake_tensor* outputs;
+    fake_layer* layers;
+    uint32_t in_features, out_features, max_width, max_batch;
+    uint64_t weight_bytes;
+    char custom[1024];
+} fake_model;
+
+/* Parses the fake model format; NULL (with fake_fail set) when the bytes are not one. */
+fake_model* fake_model_parse(const uint8_t* data, size_t size);
+void fake_model_unref(fake_model* m);
+int fake_model_has_batch(const fake_model* m, uint32_t batch);
+
+/* Computes all layers for `batch` rows of x (batch, in_features) into y (batch, out_features).
+ * a, b: scratch of max_batch * max_width floats; acc: max_width doubles. */
+void fake_forward(const fake_model* m, uint32_t batch, const float* x, float* y, float* a,
+                  float* b, double* acc);
+
+/* ---- conversions (fake_convert.c) ---- */
+
+uint16_t fake_f32_to_f16(float f);
+float fake_f16_to_f32(uint16_t h);
+int8_t fake_quantize(float x, float scale, int32_t zp);
+size_t fake_type_size(rknn_tensor_type t); /* 0 for types the fake does not store */
+/* Converts n values of type src into the tensor's native type (float32, float16 or
+ * quantized int8); int8/uint8 sources are values, quantized like float ones. */
+void fake_to_native(rknn_tensor_type native, const fake_tensor* t, rknn_tensor_type src,
+                    const void* in, void* out, size_t n);
+/* Converts n native values into dst type (float32 or the native type itself). */
+void fake_from_native(rknn_tensor_type native, const fake_tensor* t, rknn_tensor_type dst,
+                      const void* in, void* out, size_t n);
+float fake_native_value(rknn_tensor_type native, const fake_tensor* t, const void* in, size_t i);
+
+/* ---- contexts (fake_runtime.c) ---- */
+
+typedef struct fake_mem fake_mem;
+
+typedef struct {
+    fake_mem* mem;   /* NULL: not bound */
+    uint32_t serial; /* mem->serial when bound: a destroyed mem no longer matches */
+    rknn_tensor_type type;
+} fake_binding;
+
+enum fake_api_mode { MODE_NONE, MODE_GENERAL, MODE_ZERO_COPY };
+
+typedef struct {
+    fake_model* model;
+    uint32_t flags;
+    uint32_t batch;
+    enum fake_api_mode mode;
+    int has_run;
+    uint8_t** in_native;  /* per input: max_batch * width native values */
+    uint8_t* in_set;
+    uint8_t** out_native; /* per output */
+    fake_binding* in_bind;
+    fake_binding* out_bind;
+    float *x, *y, *scratch_a, *scratch_b;
+    double* acc;
+    void** out_allocs; /* buffers handed out by rknn_outputs_get, not yet released */
+    uint32_t n_allocs, cap_allocs;
+    int64_t last_run_us;
+    char perf_detail[512];
+} fake_context;
+
+typedef struct {
+    atomic_uint gen;   /* generation of the live context, 0 when free */
+    atomic_int busy;   /* threads inside the context right now */
+    atomic_uint core_mask;
+    uint32_t next_gen;
+    fake_context* ctx;
+} fake_slot;
+
+/* Enters a context for one call: NULL with *err set when the handle is not live or
+ * another thread is inside it. Pair with fake_ctx_leave. */
+fake_context* fake_ctx_enter(rknn_context handle, fake_slot** slot, int* err);
+void fake_ctx_leave(fake_slot* slot);
+/* Like fake_ctx_enter, but refuses (RKNN_ERR_CTX_INVALID) a context without a model. */
+fake_context* fake_model_ctx_enter(rknn_context handle, fake_slot** slot, int* err);
+/* The slot of a live handle (no entry), or NULL. */
+fake_slot* fake_slot_of(rknn_context handle);
+/* A live context without a model (e.g. a matmul context): the rknn_create_mem*,
+ * rknn_destroy_mem, rknn_mem_sync and core mask calls accept its handle, the model calls
+ * refuse it. Returns the handle, or 0 with fake_fail set (RKNN_ERR_MALLOC_FAIL). */
+rknn_context fake_ctx_open(void);
+/* Ends a context opened by fake_ctx_open; 0 or an error code (not live, in use). */
+int fake_ctx_close(rknn_context handle);
+
+/* 0, or the error rknn_inputs_set gives for an input of this type (fake_io.c). */
+int fake_check_input_type(const fake_model* m, rknn_tensor_type type, uint32_t index);
+/* Counts a general/zero-copy mix on one context and returns the error. */
+int fake_mixed(const char* what);
+
+/* ---- memory (fake_mem.c) ---- */
+
+struct fake_mem {
+    rknn_tensor_mem pub; /* first: the caller's rknn_tensor_mem* is the record's address */
+    atomic_uint serial;  /* odd while alive */
+    rknn_context owner;
+    uint8_t* data;
+    uint64_t capacity;
+    void* alloc;         /* freed at destroy (inside allocations) */
+    void* map;           /* munmapped at destroy (fd mems) */
+    size_t map_len;
+    fake_mem* next_all;
+    fake_mem* next_free;
+};
+
+/* The live mem record behind a caller's pointer owned by ctx, or NULL with *err set. */
+fake_mem* fake_mem_lookup(rknn_context ctx, const rknn_tensor_mem* mem, int* err);
+
+static inline int fake_binding_valid(const fake_binding* b) {
+    return b->mem && atomic_load_explicit(&b->mem->serial, memory_order_acquire) == b->serial;
+}
+
+#endif

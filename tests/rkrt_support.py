@@ -1,0 +1,62 @@
+"""Shared helpers of the rkrt binding tests: the test-double runtime and small fake models."""
+
+from __future__ import annotations
+
+import functools
+import gc
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pytest
+from fake_rknnrt import Dense, FakeModel, FakeRuntime, build_library
+
+NO_LEAKS = {"contexts": 0, "mems": 0, "outputs": 0}
+
+
+@functools.cache
+def library() -> Path:
+    return build_library()
+
+
+def mlp(
+    widths: Sequence[int] = (4, 100, 3),
+    dtype: str = "float16",
+    seed: int = 0,
+    **model_options: object,
+) -> FakeModel:
+    """A dense relu network ending in softmax, with random weights from ``seed``."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        last = i == len(widths) - 2
+        w = rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_out)).astype(np.float32)
+        b = rng.normal(0, 0.1, n_out).astype(np.float32)
+        layers.append(Dense(w, b, "softmax" if last else "relu"))
+    return FakeModel(layers=layers, dtype=dtype, **model_options)
+
+
+def inputs_for(model: FakeModel, batch: int | None = None, seed: int = 1) -> list[np.ndarray]:
+    """Random float32 inputs of the model's input widths (batch: the model's first one)."""
+    rng = np.random.default_rng(seed)
+    rows = model.batch if batch is None else batch
+    return [rng.normal(size=(rows, w)).astype(np.float32) for _, w in model.inputs]
+
+
+def tolerance(dtype: str) -> dict[str, float]:
+    return {"rtol": 2e-2, "atol": 2e-3} if dtype != "float32" else {"rtol": 1e-5, "atol": 1e-6}
+
+
+@pytest.fixture
+def rt(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRuntime]:
+    """The fake runtime, reached through RKRT_LIBRARY; afterwards nothing may be left live
+    and no misuse may have been counted (tests that provoke misuse reset before returning)."""
+    path = library()
+    monkeypatch.setenv("RKRT_LIBRARY", str(path))
+    monkeypatch.delenv("RKRT_SOC", raising=False)
+    runtime = FakeRuntime(path)
+    runtime.reset()
+    yield runtime
+    gc.collect()
+    assert runtime.live() == NO_LEAKS
+    assert runtime.counter("unsafe") == 0

@@ -1,0 +1,30 @@
+"""bench/session_overhead.py runs end to end in --quick mode (timings are not asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import rkrt_support
+
+rt = rkrt_support.rt
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "session_overhead.py"
+
+
+def test_quick_run_writes_every_line(rt, tmp_path, capsys) -> None:
+    spec = importlib.util.spec_from_file_location("session_overhead", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    output = tmp_path / "result.json"
+    result = module.main(["--quick", "--output", str(output)])
+    assert json.loads(output.read_text()) == json.loads(json.dumps(result))
+    lines = result["lines"]
+    assert set(lines) == {"floor", "floor_alloc", "run", "run_out", "bind", "bind_fp16"}
+    assert lines["floor"]["ratio_to_floor"] == 1.0
+    for row in lines.values():
+        assert 0 < row["median_us"] <= row["p99_us"]
+    assert all(lines[k]["rss_growth_bytes"] is not None for k in ("run", "run_out", "bind"))
+    assert set(result["targets"]) == {"run", "bind"}
+    printed = capsys.readouterr().out
+    assert "target run <= 1.5x floor" in printed and "bind_fp16" in printed
