@@ -15,6 +15,11 @@ is measured over --rss-calls calls of each rkrt line after a warm-up.
 
     .venv/bin/python bench/session_overhead.py            # full run (about a minute)
     .venv/bin/python bench/session_overhead.py --quick    # smoke test (seconds)
+
+Under aarch64 emulation (the lane of bench/aarch64_lane.py, built once):
+    .venv/bin/python -c "import sys; sys.path.insert(0, 'bench'); import aarch64_lane as a; \
+        l = a.ensure_lane(); l.run(['bench/session_overhead.py', '--library', a.GUEST_LIBRARY, \
+        '--output', 'bench/results/session_overhead_aarch64.json'])"
 """
 
 from __future__ import annotations
@@ -169,11 +174,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--block-calls", type=int, default=500)
     parser.add_argument("--rss-calls", type=int, default=100_000)
     parser.add_argument("--output", type=Path, default=RESULTS / "session_overhead.json")
+    parser.add_argument("--library", type=Path, help="a built test double (default: build one "
+                        "with gcc); e.g. the cross-built one for the aarch64 lane")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.blocks, args.block_calls, args.rss_calls = 3, 50, 1000
 
-    library = build_library()
+    library = args.library or build_library()
     fake = FakeRuntime(library)
     model = model_4_100_3()
     blob = model.to_bytes()
@@ -218,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "machine": platform.machine(),
         "python": platform.python_version(),
-        "settings": vars(args) | {"output": str(args.output)},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "timer_overhead_ns": overhead,
         "lines": rows,
         "targets": {k: {"max_ratio": v, "ratio": rows[k]["ratio_to_floor"],

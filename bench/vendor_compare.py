@@ -358,16 +358,20 @@ def measure_model(
                 per_block = [a / b for a, b in zip(block_medians[num], block_medians[den])]
                 ratios[f"{num}/{den}"] = statistics.median(per_block)
         # What each binding adds to the runtime's own work: its time above the floor.
-        over_floor = {}
+        # Its spread (half the interquartile range over blocks) bounds what can be resolved.
+        over_floor, over_floor_spread = {}, {}
         if "floor" in kinds:
             for kind in kinds:
                 diffs = [a - b for a, b in zip(block_medians[kind], block_medians["floor"])]
                 over_floor[kind] = statistics.median(diffs) / 1000
+                q1, _, q3 = statistics.quantiles(diffs, n=4) if len(diffs) > 1 else (0, 0, 0)
+                over_floor_spread[kind] = (q3 - q1) / 2000
         return {
             "name": model.name,
             "lines": results,
             "ratios": ratios,
             "over_floor_us": over_floor,
+            "over_floor_spread_us": over_floor_spread,
         }
     finally:
         for line in lines.values():

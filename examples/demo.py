@@ -5,13 +5,19 @@ Steps (each a function, run in order by `main`):
 2. convert each with emit, in fp16 and int8, into one model accepting batch sizes 1, 8 and 32
    (files under .cache/demo/);
 3. report, per model: accuracy against scikit-learn on held-out rows (run on rknn-toolkit2's
-   simulator at every batch size) and where each layer runs (NPU or CPU).
+   simulator at every batch size) and where each layer runs (NPU or CPU);
+4. run the same models through `rkrt.sklearn` (the board-side API) on the project's
+   test-double librknnrt, since this machine has no NPU: an EMULATED runtime that computes
+   the same dense layers in C, in fp16 or int8, from a twin of each model in its own file
+   format (it cannot read .rknn files), and compare the predictions with scikit-learn.
 
 Run with `make demo`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 import time
 import warnings
@@ -28,6 +34,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import emit
+from emit.converters import lower
+from rkrt import sklearn as board
+from rkrt.metadata import write_sidecar
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from fake_rknnrt import Dense, FakeModel, build_library  # noqa: E402  (the test double)
 
 OUT_DIR = Path(__file__).resolve().parents[1] / ".cache" / "demo"
 BATCH_SIZES = (1, 8, 32)
@@ -126,6 +139,68 @@ def print_report(converted: List[Converted]) -> None:
     )
 
 
+def _int8_quant(values: np.ndarray) -> tuple[float, int]:
+    """Asymmetric int8 parameters covering `values`, as a calibrated int8 build has."""
+    low, high = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
+    scale = max(high - low, 1e-6) / 255.0
+    return scale, int(round(-128 - low / scale))
+
+
+def emulated_twin(item: Converted, out_dir: Path = OUT_DIR) -> Path:
+    """The converted model's layers in the test double's format, with the same metadata."""
+    estimator, metadata = item.model.estimator, item.report.metadata
+    network = lower(estimator).astype(np.float32)
+    layers = [Dense(layer.weight, layer.bias, layer.activation) for layer in network.layers]
+    quant = {}
+    if item.precision == "int8":
+        outputs = emit.reference_outputs(estimator, item.model.X_train)
+        quant = {
+            "input_quant": [_int8_quant(item.model.X_train)],
+            "output_quant": [_int8_quant(outputs)],
+        }
+    path = out_dir / f"{item.model.name}_{item.precision}.emulated.model"
+    FakeModel(
+        layers,
+        dtype="float16" if item.precision == "fp16" else "int8",
+        batch_sizes=metadata.batch_sizes,
+        custom_string=metadata.to_custom_string(),
+        **quant,
+    ).save(path)
+    write_sidecar(path, dataclasses.replace(metadata, sha256=None))
+    return path
+
+
+def run_on_emulated_board(converted: List[Converted]) -> None:
+    """Step 4: rkrt.sklearn on the test-double runtime, predictions against scikit-learn."""
+    os.environ["RKRT_LIBRARY"] = str(build_library())
+    print("\n== On the board API, EMULATED runtime (test-double librknnrt, no NPU here) ==")
+    for item in converted:
+        estimator, X = item.model.estimator, item.model.X_test
+        with board.load(emulated_twin(item)) as model:
+            predicted = model.predict(X)
+            one_by_one = np.concatenate([model.predict(X[i : i + 1]) for i in range(len(X))])
+        expected = estimator.predict(X)
+        same_chunked = bool(np.array_equal(predicted, one_by_one))
+        name = f"{item.model.name} {item.precision}"
+        if model.metadata.task == "regressor":
+            scale = float(np.abs(expected).max())
+            error = float(np.abs(predicted - expected).max()) / scale
+            print(f"  {name:14s} {len(X)} rows: max |error| {error:.1e} of the output range; "
+                  f"{len(X)} rows at once == row at a time: {same_chunked}")
+        else:
+            agree = float(np.mean(predicted == expected))
+            print(f"  {name:14s} {len(X)} rows: {agree:.1%} of labels equal scikit-learn's; "
+                  f"{len(X)} rows at once == row at a time: {same_chunked}")
+    print(
+        "\nOn a board (aarch64, librknnrt.so installed), copy a model and its sidecar, then:\n"
+        "  pip install ./rkrt          # a clone of this repository: installs numpy + cffi only\n"
+        "  python -c \"from rkrt import sklearn; m = sklearn.load('digits_fp16.rknn'); "
+        "print(m.predict([[0.0] * 64]))\"\n"
+        "  python -m rkrt info digits_fp16.rknn\n"
+        "  python -m rkrt bench digits_fp16.rknn -n 10000 --zero-copy"
+    )
+
+
 def main() -> int:
     start = time.perf_counter()
     print(f"emit {emit.__version__}: scikit-learn -> Rockchip NPU demo (target rk3588)")
@@ -136,6 +211,8 @@ def main() -> int:
     print(f"Step 2: converting each in fp16 and int8, batch sizes {BATCH_SIZES} -> {OUT_DIR}")
     converted = convert_models(models)
     print_report(converted)
+    print("Step 4: the same models through rkrt.sklearn on the emulated runtime")
+    run_on_emulated_board(converted)
     print(f"\nDone in {time.perf_counter() - start:.1f} s.")
     return 0
 

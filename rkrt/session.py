@@ -155,8 +155,8 @@ class Session:
             raise ValueError(f"cast must be one of {_CAST_MODES}, not {cast!r}")
         soc = detect_soc(soc)
         mask = validate_mask(core_mask, soc)
-        runtime = load(library)
         data = _read_model(model)
+        runtime = load(library)
         flags = (0 if high_priority else _FLAG_NO_RENICE) | (_FLAG_PERF if collect_perf else 0)
         ctx_out = ffi.new("rknn_context*")
         buf = ffi.from_buffer(data)
@@ -176,6 +176,10 @@ class Session:
         self._lock = threading.Lock()
         self._binding: Optional[IOBinding] = None
         self._core_mask = CoreMask.AUTO
+        lib = runtime.lib
+        # Everything run() calls, bound once: attribute lookups are measurable per call.
+        self._calls = (handle, lib.rknn_inputs_set, lib.rknn_run, lib.rknn_outputs_get,
+                       lib.rknn_outputs_release)  # fmt: skip
         self._state = _FRESH
         try:
             self._query_specs()
@@ -487,20 +491,20 @@ class Session:
                             break
                 else:
                     self._check_out(result)
-            lib = self._runtime.lib
-            handle = self._context.handle
-            ret = lib.rknn_inputs_set(handle, self._n_in, self._c_inputs)
+            handle, inputs_set, run, outputs_get, outputs_release = self._calls
+            ret = inputs_set(handle, self._n_in, self._c_inputs)
             if ret < 0:
                 check(ret, "rknn_inputs_set")
-            ret = lib.rknn_run(handle, _NULL)
+            ret = run(handle, _NULL)
             if ret < 0:
                 check(ret, "rknn_run")
+            c_outputs = self._c_outputs
             try:
-                ret = lib.rknn_outputs_get(handle, self._n_out, self._c_outputs, _NULL)
+                ret = outputs_get(handle, self._n_out, c_outputs, _NULL)
                 if ret < 0:
                     check(ret, "rknn_outputs_get")
             finally:
-                ret = lib.rknn_outputs_release(handle, self._n_out, self._c_outputs)
+                ret = outputs_release(handle, self._n_out, c_outputs)
             if ret < 0:
                 check(ret, "rknn_outputs_release")
             return result

@@ -52,7 +52,7 @@ def test_enum_values(name: str) -> None:
 
 
 def test_every_define_matches() -> None:
-    assert DEFINES == LAYOUT["defines"]
+    assert LAYOUT["defines"] == DEFINES
 
 
 def _as_pointer_type(prototype: str) -> str:

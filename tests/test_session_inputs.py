@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rkrt_support
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rkrt_support import inputs_for, mlp, tolerance
 
 import rkrt
@@ -160,3 +162,28 @@ def test_in_place_dtype_view_change_of_the_same_array_is_seen(rt) -> None:
         x.dtype = np.float16  # same buffer, now (1, 8) float16: must be refused, not misread
         with pytest.raises(rkrt.ShapeError):
             s.run(x)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    dtype=st.sampled_from(["float32", "float16", "uint8", "int8", "int64", "float64", ">f4"]),
+    shape=st.sampled_from([(1, 4), (2, 4), (1, 3), (4,), (4, 1)]),
+    order=st.sampled_from(["C", "F"]),
+)
+def test_any_input_is_computed_right_or_refused_before_c(rt, dtype, shape, order) -> None:
+    model = mlp(dtype="float16", seed=5)
+    values = np.abs(np.random.default_rng(2).normal(size=shape)) * 4
+    x = np.asarray(values.astype(dtype), order=order)
+    accepted = np.dtype(dtype).newbyteorder("=") in (np.float32, np.float16, np.uint8)
+    with rkrt.Session(model.to_bytes()) as s:
+        before = rt.calls("rknn_inputs_set")
+        if accepted and shape == (1, 4):
+            want = model.reference(x.astype(np.float32))[0]
+            np.testing.assert_allclose(s.run(x)[0], want, **tolerance("float16"))
+        else:
+            with pytest.raises((rkrt.DTypeError, rkrt.ShapeError)):
+                s.run(x)
+            assert rt.calls("rknn_inputs_set") == before
+    assert rt.counter("unsafe") == 0
