@@ -9,6 +9,9 @@
 `emit` converts (the linear models too: they are one-layer networks); ``load(path)``
 picks the right one from the model's metadata. scikit-learn is not needed on the board.
 
+``from_weights(path)`` runs an MLP with no conversion step at all: the ``.npz`` that
+``emit.export_weights`` writes, one NPU matrix multiply per layer (see rkrt.weights_mlp).
+
 The metadata comes from the sidecar ``MODEL.rknn.json`` when it exists (its sha256
 must match the model file), else from the .rknn's custom string. scirknn sidecars
 are read as well, so ``import scirknn`` becomes ``from rkrt import sklearn as scirknn``.
@@ -222,6 +225,24 @@ def load(
     estimator = cls.__new__(cls)
     _attach_or_close(estimator, path, session, metadata)
     return estimator
+
+
+def from_weights(
+    path: PathLike,
+    *,
+    batch_sizes: tuple[int, ...] = (1, 32),
+    core_mask: MaskLike = CoreMask.AUTO,
+    library: Optional[str] = None,
+) -> _NPUEstimator:
+    """An MLP from its weights alone (``emit.export_weights``), matmuls on the NPU.
+
+    Same ``predict``/``predict_proba`` as :func:`load` on a compiled model; see
+    :func:`rkrt.weights_mlp.from_weights`.
+    """
+    # Imported here: rkrt.weights_mlp builds on this module's estimators.
+    from .weights_mlp import from_weights as _from_weights
+
+    return _from_weights(path, batch_sizes=batch_sizes, core_mask=core_mask, library=library)
 
 
 def _open(

@@ -264,12 +264,36 @@ def test_padding_satisfies_every_soc(rt, monkeypatch, soc: str) -> None:  # noqa
         np.testing.assert_array_equal(mm.run(qa), qa.astype(np.int64) @ qb.astype(np.int64))
 
 
-@pytest.mark.parametrize("function,nth", [("rknn_create_mem", 1), ("rknn_create_mem", 3)])
+@pytest.mark.parametrize(
+    "function,nth",
+    [
+        ("rknn_create_mem", 1),
+        ("rknn_create_mem", 3),
+        ("rknn_matmul_create", 1),
+        ("rknn_matmul_set_io_mem", 2),
+        ("rknn_B_normal_layout_to_native_layout", 1),
+    ],
+)
 def test_failure_while_opening_leaks_nothing(rt, function: str, nth: int) -> None:  # noqa: F811
     rt.inject(function, nth=nth)
-    with pytest.raises(rkrt.RKNNError) as info:
-        MatMul(2, 64, 16)
+    with pytest.raises(rkrt.RKNNError) as info, MatMul(2, 64, 16) as mm:
+        mm.set_b(np.ones((64, 16), np.float16))
     assert info.value.function == function
+
+
+@pytest.mark.parametrize("code", [-1, -5, -7])
+def test_failed_run_raises_and_the_next_run_is_right(rt, code: int) -> None:  # noqa: F811
+    rng = np.random.default_rng(7)
+    a, b = _random_fp16_case(rng, 2, 40, 24)
+    with MatMul(2, 40, 24) as mm:
+        mm.set_b(b)
+        runs = rt.calls("rknn_matmul_run")
+        rt.inject("rknn_matmul_run", nth=1, code=code)
+        with pytest.raises(rkrt.RKNNError) as info:
+            mm.run(a)
+        assert (info.value.code, info.value.function) == (code, "rknn_matmul_run")
+        _check_fp16(mm.run(a), a, b)
+        assert rt.calls("rknn_matmul_run") == runs + 2
 
 
 def test_runs_from_many_threads_are_serialised(rt) -> None:  # noqa: F811

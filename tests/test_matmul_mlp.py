@@ -129,3 +129,14 @@ def test_weights_file_holds_no_pickle_and_is_checked(rt, tmp_path: Path) -> None
         from_weights(tmp_path / "other.npz")
     with pytest.raises(ValueError, match="from_weights"):
         WeightsMLPRegressor(path)
+
+
+def test_rkrt_sklearn_from_weights_is_the_same_estimator(rt, tmp_path: Path) -> None:  # noqa: F811
+    from rkrt import sklearn as board
+
+    X, y = load_iris(return_X_y=True)
+    clf = _fit(MLPClassifier(hidden_layer_sizes=(16,), max_iter=200, random_state=4), X, y)
+    path = export_weights(clf, tmp_path / "iris.npz")
+    with board.from_weights(path, batch_sizes=(1, 8)) as a, from_weights(path) as b:
+        assert isinstance(a, WeightsMLPClassifier)
+        np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
