@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import numpy as np
 
+from . import external
 from ._ffi import DEFINES, enum, ffi
 from .errors import ClosedError, DTypeError, RKNNError, ShapeError, check
 from .tensor import TYPE_OF_NUMPY, TensorSpec
@@ -38,10 +39,14 @@ class IOBinding:
     writes directly: fill ``inputs[i][...]``, call :meth:`run`, read ``outputs[i]``. Nothing is
     allocated or copied per call. The arrays are views valid until :meth:`close` (or the
     session's close): copy what you keep. After :meth:`set_input_shapes` re-read both tuples.
+    Tensors bound to external memory (see :mod:`rkrt.external`) are views of that memory.
     """
 
     def __init__(self, session: Session, input_dtype: Optional[np.dtype],
-                 output_dtype: Optional[np.dtype]) -> None:  # fmt: skip
+                 output_dtype: Optional[np.dtype],
+                 inputs: Optional[Mapping[external.Key, external.ExternalMemory]] = None,
+                 outputs: Optional[Mapping[external.Key, external.ExternalMemory]] = None,
+                 ) -> None:  # fmt: skip
         self._session = session
         self._lock = session._lock
         self._context = session._context
@@ -49,8 +54,11 @@ class IOBinding:
         self._sync = runtime.symbol("rknn_mem_sync")
         self._set_io_mem = runtime.symbol("rknn_set_io_mem")
         self._run = runtime.lib.rknn_run
-        self._in_dtypes = self._resolve("input", input_dtype, session.inputs)
-        self._out_dtypes = self._resolve("output", output_dtype, session.outputs)
+        self._ext_in = external.resolve("input", inputs, session.inputs)
+        self._ext_out = external.resolve("output", outputs, session.outputs)
+        self._imports: dict[Any, external.Imported] = {}  # by mem: what rkrt made for it
+        self._in_dtypes = self._resolve("input", input_dtype, session.inputs, self._ext_in)
+        self._out_dtypes = self._resolve("output", output_dtype, session.outputs, self._ext_out)
         self._in_mems: tuple[Any, ...] = ()
         self._out_mems: tuple[Any, ...] = ()
         self.inputs: tuple[np.ndarray, ...] = ()
@@ -64,11 +72,15 @@ class IOBinding:
             raise
 
     @staticmethod
-    def _resolve(kind: str, dtype: Optional[np.dtype], specs: tuple[TensorSpec, ...]
-                 ) -> tuple[np.dtype, ...]:  # fmt: skip
-        """The buffer dtype of each tensor: float32 (the runtime converts) or the native one."""
+    def _resolve(kind: str, dtype: Optional[np.dtype], specs: tuple[TensorSpec, ...],
+                 ext: dict[int, external.ExternalMemory]) -> tuple[np.dtype, ...]:  # fmt: skip
+        """The buffer dtype of each tensor: float32 (the runtime converts) or the native one;
+        external memory has its own (already checked against the tensor)."""
         resolved = []
         for spec in specs:
+            if spec.index in ext:
+                resolved.append(ext[spec.index].dtype)
+                continue
             dt = spec.dtype if dtype is None else dtype
             if dt != _F32 and dt != spec.dtype:
                 raise DTypeError(
@@ -107,8 +119,10 @@ class IOBinding:
         )
 
     @staticmethod
-    def _bytes_needed(native: Any, plain: Any, dtype: np.dtype) -> int:
-        return max(int(native.size_with_stride), int(plain.n_elems) * dtype.itemsize)
+    def _bytes_needed(native: Any, plain: Any, dtype: np.dtype, exact: bool) -> int:
+        # External memory is bound in the logical layout, so it holds exactly the elements.
+        elems = int(plain.n_elems) * dtype.itemsize
+        return elems if exact else max(int(native.size_with_stride), elems)
 
     def _allocate(self, create_mem: Any) -> None:
         s = self._session
@@ -121,25 +135,43 @@ class IOBinding:
                 s._switch_shapes(shapes)
             pin, pout, nin, nout = self._native_attrs()
             for i, (n, p, dt) in enumerate(zip(nin, pin, self._in_dtypes)):
-                in_sizes[i] = max(in_sizes[i], self._bytes_needed(n, p, dt))
+                need = self._bytes_needed(n, p, dt, i in self._ext_in)
+                in_sizes[i] = max(in_sizes[i], need)
             for i, (n, p, dt) in enumerate(zip(nout, pout, self._out_dtypes)):
-                out_sizes[i] = max(out_sizes[i], self._bytes_needed(n, p, dt))
+                need = self._bytes_needed(n, p, dt, i in self._ext_out)
+                out_sizes[i] = max(out_sizes[i], need)
         if s.is_dynamic:
             s._switch_shapes(start)
-        self._in_mems = tuple(self._create(create_mem, n) for n in in_sizes)
-        self._out_mems = tuple(self._create(create_mem, n) for n in out_sizes)
+        # Every external region is checked before any memory is created.
+        for kind, ext, specs, sizes in (("input", self._ext_in, s.inputs, in_sizes),
+                                        ("output", self._ext_out, s.outputs, out_sizes)):
+            for i, e in ext.items():
+                external.check_size(kind, specs[i], e, sizes[i])
+        self._in_mems = tuple(
+            self._create(create_mem, n, self._ext_in.get(i)) for i, n in enumerate(in_sizes)
+        )
+        self._out_mems = tuple(
+            self._create(create_mem, n, self._ext_out.get(i)) for i, n in enumerate(out_sizes)
+        )
 
-    def _create(self, create_mem: Any, size: int) -> Any:
-        mem = create_mem(self._context.handle, size)
-        if mem == _NULL:
-            raise RKNNError(DEFINES["RKNN_ERR_MALLOC_FAIL"], "rknn_create_mem")
+    def _create(self, create_mem: Any, size: int,
+                ext: Optional[external.ExternalMemory] = None) -> Any:  # fmt: skip
+        if ext is not None:
+            imported = ext._import(self._session._runtime, self._context.handle)
+            mem = imported.mem
+            self._imports[mem] = imported
+        else:
+            mem = create_mem(self._context.handle, size)
+            if mem == _NULL:
+                raise RKNNError(DEFINES["RKNN_ERR_MALLOC_FAIL"], "rknn_create_mem")
         self._context.mems.append(mem)
         return mem
 
     def _bind_one(self, mem: Any, native: Any, plain: Any, dtype: np.dtype) -> np.ndarray:
         attr = ffi.new("rknn_tensor_attr*", native[0])
         rknn_type = TYPE_OF_NUMPY[dtype]
-        if rknn_type != native.type or not _same_layout(native, plain):
+        imported = self._imports.get(mem)
+        if imported is not None or rknn_type != native.type or not _same_layout(native, plain):
             # Ask the runtime for the logical layout in the requested type: it converts.
             attr.fmt, attr.n_dims, attr.type = plain.fmt, plain.n_dims, rknn_type
             for k in range(plain.n_dims):
@@ -148,8 +180,14 @@ class IOBinding:
             attr.w_stride = attr.h_stride = 0
         check(self._set_io_mem(self._context.handle, mem, attr), "rknn_set_io_mem")
         shape = tuple(int(plain.dims[k]) for k in range(plain.n_dims))
-        data = ffi.buffer(mem.virt_addr, mem.size)
-        return np.frombuffer(data, dtype, count=int(plain.n_elems)).reshape(shape)
+        if imported is None:
+            data = ffi.buffer(mem.virt_addr, mem.size)
+        else:
+            data = ffi.buffer(ffi.cast("char*", imported.address), mem.size)
+        view = np.frombuffer(data, dtype, count=int(plain.n_elems)).reshape(shape)
+        if imported is not None and not imported.writable:
+            view.flags.writeable = False  # a read-only mapping: a write would crash
+        return view
 
     def _bind_current(self) -> None:
         pin, pout, nin, nout = self._native_attrs()
@@ -165,8 +203,13 @@ class IOBinding:
     def run(self) -> None:
         """Sync the input buffers to the NPU, run, sync the outputs back."""
         with self._lock:
-            if self._closed:
-                raise ClosedError("this IOBinding is closed; bind the session again")
+            if self._closed or not self.outputs:
+                if self._closed:
+                    raise ClosedError("this IOBinding is closed; bind the session again")
+                raise RuntimeError(
+                    "a failed set_input_shapes() left this IOBinding without buffers of the "
+                    "runtime's current shape; call set_input_shapes() again before run()"
+                )
             handle = self._context.handle
             sync = self._sync
             for mem in self._in_mems:
@@ -197,8 +240,14 @@ class IOBinding:
         with self._lock:
             if self._closed:
                 raise ClosedError("this IOBinding is closed; bind the session again")
-            s._switch_shapes(wanted)
-            self._bind_current()
+            try:
+                s._switch_shapes(wanted)
+                self._bind_current()
+            except BaseException:
+                # Half switched: views of the old shape would not match what the runtime
+                # reads and writes, so none are offered until a switch succeeds.
+                self.inputs = self.outputs = ()
+                raise
 
     @property
     def closed(self) -> bool:
@@ -206,16 +255,23 @@ class IOBinding:
         return self._closed
 
     def _forget(self) -> None:
-        """The session is closing: its context frees the memory; only drop the views."""
+        """The session is closing: its context frees the memory; only drop the views and
+        undo rkrt's own imports of external memory (never the caller's memory itself)."""
         self._closed = True
         self.inputs = self.outputs = ()
+        self._ext_in, self._ext_out = {}, {}  # let the caller's objects go
+        imports, self._imports = self._imports, {}
+        for imported in imports.values():
+            imported.release()
 
     def _release(self) -> None:
-        self._forget()
         mems = self._in_mems + self._out_mems
         self._in_mems = self._out_mems = ()
-        if self._context.handle is not None:
-            self._context.destroy_mems(mems)
+        try:
+            if self._context.handle is not None:
+                self._context.destroy_mems(mems)
+        finally:
+            self._forget()
 
     def close(self) -> None:
         """Free the runtime memory. The arrays handed out before must not be used after this."""

@@ -93,8 +93,15 @@ class Pool:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True)
+        # One context failing to close must not leak the others: close all, then report.
+        errors = []
         for s in self.sessions:
-            s.close()
+            try:
+                s.close()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> Pool:
         return self

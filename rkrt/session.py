@@ -17,6 +17,7 @@ from .tensor import TYPE_OF_NUMPY, TensorSpec, accepted_input_dtypes
 
 if TYPE_CHECKING:
     from .binding import IOBinding
+    from .external import ExternalMemory, Key
 
 _Q = enum("rknn_query_cmd")
 _NULL = ffi.NULL
@@ -39,10 +40,12 @@ class _Context:
     Session itself (which would keep it alive forever).
     """
 
-    def __init__(self, runtime: Runtime, handle: int) -> None:
+    def __init__(self, runtime: Runtime, handle: int, owned: bool = True) -> None:
         self.runtime = runtime
         self.handle: Optional[int] = handle
         self.mems: list[Any] = []
+        # False for an adopted context: its creator destroys it, rkrt only its own mems.
+        self.owned = owned
 
     def destroy_mems(self, mems: Sequence[Any]) -> None:
         """Destroy each block once; a refused one is not retried (that could double free)."""
@@ -62,7 +65,8 @@ class _Context:
             self.destroy_mems(list(self.mems))
         finally:
             handle, self.handle = self.handle, None
-            check(self.runtime.lib.rknn_destroy(handle), "rknn_destroy")
+            if self.owned:
+                check(self.runtime.lib.rknn_destroy(handle), "rknn_destroy")
 
 
 def _read_model(model: Model) -> bytes | memoryview:
@@ -163,11 +167,59 @@ class Session:
         check(runtime.lib.rknn_init(ctx_out, buf, len(buf), flags, _NULL), "rknn_init")
         self._attach(runtime, int(ctx_out[0]), flags, cast, soc, mask)
 
+    @classmethod
+    def adopt(
+        cls,
+        handle: int,
+        *,
+        owned: bool = False,
+        library: Optional[PathLike] = None,
+        cast: Optional[str] = None,
+        soc: Optional[str] = None,
+    ) -> Session:
+        """A Session over an ``rknn_context`` created elsewhere (C code, another binding).
+
+        ``owned=False`` (default): the creator keeps the context. close() and garbage
+        collection free only what rkrt made on it (bound memory) and leave it alive; destroy
+        it yourself, after this Session is closed. ``owned=True``: this Session takes it over
+        and destroys it at close(), as if rkrt had opened it; its creator must not. If adopt
+        raises, nothing was destroyed either way. One Session per context: two would not
+        serialise their calls.
+
+        The context must come from the same librknnrt that rkrt loads (``library``, else
+        $RKRT_LIBRARY, else the system places). The runtime cannot report a context's core
+        mask or init flags: ``core_mask`` says AUTO until :meth:`set_core_mask`, and perf
+        queries are unavailable.
+        """
+        if isinstance(handle, bool) or not isinstance(handle, int):
+            raise TypeError(f"handle must be an rknn_context as an int, not {type(handle).__name__}"
+                            "; from cffi pass ctx[0] of an rknn_context*")  # fmt: skip
+        if not 0 < handle < 2**64:
+            raise ValueError(f"handle {handle} is not an rknn_context (expected 1..2**64-1)")
+        if cast not in _CAST_MODES:
+            raise ValueError(f"cast must be one of {_CAST_MODES}, not {cast!r}")
+        soc = detect_soc(soc)
+        runtime = load(library)
+        session = cls.__new__(cls)
+        session._state = _CLOSED
+        session._attach(runtime, handle, 0, cast, soc, CoreMask.AUTO, owned=False)
+        session._context.owned = owned
+        return session
+
+    @property
+    def handle(self) -> int:
+        """The raw ``rknn_context`` as an int, for C code (see :meth:`adopt` for ownership).
+
+        It stays this Session's: do not destroy it, and do not call the runtime on it from C
+        while this Session may run (a context serves one caller at a time).
+        """
+        return self._handle
+
     def _attach(
         self, runtime: Runtime, handle: int, flags: int, cast: Optional[str], soc: Optional[str],
-        mask: CoreMask,
+        mask: CoreMask, owned: bool = True,
     ) -> None:  # fmt: skip
-        ctx = self._context = _Context(runtime, handle)
+        ctx = self._context = _Context(runtime, handle, owned)
         self._finalizer = weakref.finalize(self, ctx.release)
         self._runtime = runtime
         self._flags = flags
@@ -276,11 +328,18 @@ class Session:
             for k, d in enumerate(shape):
                 attrs[i].dims[k] = d
         set_shapes = self._runtime.symbol("rknn_set_input_shapes")
-        check(set_shapes(self._handle, self._n_in, attrs), "rknn_set_input_shapes")
-        self._set_specs(
-            self._query_attrs("RKNN_QUERY_CURRENT_INPUT_ATTR", self._n_in),
-            self._query_attrs("RKNN_QUERY_CURRENT_OUTPUT_ATTR", self._n_out),
-        )
+        try:
+            check(set_shapes(self._handle, self._n_in, attrs), "rknn_set_input_shapes")
+            self._set_specs(
+                self._query_attrs("RKNN_QUERY_CURRENT_INPUT_ATTR", self._n_in),
+                self._query_attrs("RKNN_QUERY_CURRENT_OUTPUT_ATTR", self._n_out),
+            )
+        except BaseException:
+            # The runtime's current shape is unknown now: no input matches a None shape, so
+            # the next run() switches again instead of passing byte counts of a stale shape.
+            for slot in getattr(self, "_in_slots", ()):  # none yet while opening
+                slot.shape = None
+            raise
 
     # ---- description ----
 
@@ -386,11 +445,18 @@ class Session:
         return other
 
     def bind(
-        self, input_dtype: Any = np.float32, output_dtype: Any = np.float32
+        self,
+        input_dtype: Any = np.float32,
+        output_dtype: Any = np.float32,
+        *,
+        inputs: Optional[dict[Key, ExternalMemory]] = None,
+        outputs: Optional[dict[Key, ExternalMemory]] = None,
     ) -> IOBinding:
         """Zero-copy IO: runtime-allocated buffers exposed as numpy arrays (see IOBinding).
 
         Each dtype is float32 (the runtime converts) or None for the tensors' native types.
+        ``inputs``/``outputs`` bind tensors (by index or name) to memory rkrt does not own
+        instead: a DMA-BUF fd, a physical address or any buffer (see :mod:`rkrt.external`).
 
         After bind() this context runs only through the binding; use ``dup().bind()`` to keep
         a general-API session alongside.
@@ -407,9 +473,13 @@ class Session:
                 )
             if self._binding is not None and not self._binding.closed:
                 raise RuntimeError("this session is already bound; close that IOBinding first")
-            self._binding = IOBinding(self, _dtype_or_none(input_dtype),
-                                      _dtype_or_none(output_dtype))  # fmt: skip
-            self._state = _ZERO_COPY
+            try:
+                self._binding = IOBinding(self, _dtype_or_none(input_dtype),
+                                          _dtype_or_none(output_dtype),
+                                          inputs, outputs)  # fmt: skip
+            finally:
+                # Even a failed bind may have bound memory: run() must not mix APIs now.
+                self._state = _ZERO_COPY
             return self._binding
 
     def close(self) -> None:
@@ -465,6 +535,8 @@ class Session:
                                 raise KeyError
                             c.buf = ffi.from_buffer(a)
                             slot.last, slot.last_dtype = a, a.dtype
+                        elif not a.flags.c_contiguous:  # its strides were reassigned in place
+                            raise KeyError
                         if a.shape != slot.shape:
                             raise KeyError
                 except (KeyError, AttributeError, TypeError, ValueError):
@@ -486,6 +558,7 @@ class Session:
                             or y.dtype is not _F32
                             or y.shape != o.shape
                             or not y.flags.writeable
+                            or not y.flags.c_contiguous  # strides reassigned in place
                         ):
                             self._check_out(result)
                             break
@@ -548,15 +621,16 @@ class Session:
             )
         return list(arrays)
 
-    def _check_dtype(self, spec: TensorSpec, a: np.ndarray) -> np.ndarray:
+    def _check_dtype(self, spec: TensorSpec, a: np.ndarray) -> np.dtype:
+        """The dtype ``a`` goes to the runtime as (converted later, once its shape is valid)."""
         accepted = accepted_input_dtypes(spec.dtype)
         dt = a.dtype
         if not dt.isnative and dt.newbyteorder("=") in accepted:
-            return a.astype(dt.newbyteorder("="))
+            return dt.newbyteorder("=")
         if dt in accepted:
-            return a
+            return dt
         if self._cast == "safe" and dt.kind in "fiub":
-            return a.astype(np.float32)
+            return _F32
         names = ", ".join(str(d) for d in accepted)
         raise DTypeError(
             f"input {spec.name!r} (#{spec.index}) has dtype {dt}, which this runtime cannot "
@@ -566,16 +640,15 @@ class Session:
 
     def _prepare(self, arrays: tuple[Any, ...]) -> list[np.ndarray]:
         """The slow path: validate everything, copy where needed, switch shapes if allowed."""
-        items = self._unpack(arrays)
-        checked = []
-        for spec, a in zip(self._inputs, items):
-            a = self._check_dtype(spec, np.asarray(a))
-            checked.append(np.require(a, requirements=["C", "A"]))
-        shapes = tuple(a.shape for a in checked)
-        if shapes != tuple(s.shape for s in self._inputs):
+        items = [np.asarray(a) for a in self._unpack(arrays)]
+        dtypes = [self._check_dtype(spec, a) for spec, a in zip(self._inputs, items)]
+        # Shapes are checked before any copy: a huge (e.g. broadcast) array of a wrong shape
+        # must be refused, not converted first.
+        shapes = tuple(a.shape for a in items)
+        if shapes != tuple(slot.shape for slot in self._in_slots):
             if shapes not in self._shape_sets:
                 given = "; ".join(
-                    f"{s.name!r} (#{s.index}) {a.shape}" for s, a in zip(self._inputs, checked)
+                    f"{s.name!r} (#{s.index}) {a.shape}" for s, a in zip(self._inputs, items)
                 )
                 raise ShapeError(
                     f"input shapes do not match the model: given {given}; the model accepts "
@@ -583,6 +656,7 @@ class Session:
                     "input(s) to an accepted shape"
                 )
             self._switch_shapes(shapes)
+        checked = [np.require(a, dt, ["C", "A"]) for a, dt in zip(items, dtypes)]
         for slot, a in zip(self._in_slots, checked):
             slot.c.type, slot.c.size = slot.table[a.dtype]
             slot.c.buf = ffi.from_buffer(a)

@@ -107,3 +107,17 @@ def test_target_checks_judge_against_the_stated_bounds() -> None:
     assert [v for t, _, v in checks if "zero-copy" in t and "RKNNLite" in t] == ["FAIL"]
     short = target_checks([("lane", _result(good, good_over, 2 << 20, 500))])
     assert [v for t, _, v in short if "RSS" in t] == ["n/a (short)", "n/a (short)"]
+
+
+def test_rss_growth_sees_a_leak_and_no_growth_without_one() -> None:
+    import vendor_compare
+
+    kept: list[bytearray] = []
+
+    def leak() -> None:
+        # 256 KiB, written to so it is resident; far more in total than any free heap.
+        kept.append(bytearray(b"x" * (256 << 10)))
+
+    assert vendor_compare.rss_growth(leak, 64) >= 8 << 20
+    kept.clear()
+    assert vendor_compare.rss_growth(lambda: None, 1000) < 1 << 20

@@ -1,0 +1,325 @@
+"""External memory: bind a model's tensors to memory that rkrt did not allocate.
+
+Camera, video and C pipelines hand frames around as DMA-BUF file descriptors, physical
+addresses or plain buffers. Describe such memory with :func:`from_fd`, :func:`from_phys` or
+:func:`from_buffer` and bind it in place of runtime-allocated buffers::
+
+    with session.bind(inputs={0: rkrt.external.from_fd(fd, size, offset=4096, dtype=np.uint8)})
+            as b:
+        b.run()            # the NPU reads the frame where the producer wrote it
+        y = b.outputs[0]   # outputs not given stay runtime-allocated (float32 by default)
+
+Keys are tensor indexes or names. The element type is the buffer's own (``dtype``): float32
+or the tensor's native type, and for inputs also what the runtime converts itself (uint8
+values, int8 for int8 models). The region is bound in the tensor's logical layout (never the
+NPU's strided native one, which a producer cannot know) and must hold exactly the tensor in
+that type: ``n_elems * itemsize`` bytes (for a dynamic-shape model, of its largest shape, like
+IOBinding's own buffers). Type and size are checked before any memory is created, with the
+same errors as ``Session.run()`` (:class:`rkrt.DTypeError`, :class:`rkrt.ShapeError`).
+
+Ownership: rkrt never closes the caller's fd and never frees the caller's memory. While bound,
+the binding keeps the caller's object alive (and, for buffers, exported, so a bytearray cannot
+be resized nor an mmap closed under the NPU). Closing the binding destroys only the runtime's
+``rknn_tensor_mem`` wrapper and undoes what rkrt itself made (its own mapping of an fd).
+
+How each kind reaches the runtime:
+
+- :func:`from_fd`: ``rknn_create_mem_from_fd(ctx, fd, base, size, offset)``. rkrt maps the fd
+  itself (``mmap``, from 0 to ``offset + size``) and passes the mapping's start as ``virt_addr``
+  (the SDK's convention: "virt_addr without offset"); that mapping also backs the binding's
+  numpy view. The runtime imports the fd on its own: a DMA-BUF is shared with the NPU, not
+  copied. An fd opened read-only can only back inputs.
+- :func:`from_phys`: ``rknn_create_mem_from_phys(ctx, phys_addr, virt_addr, size)`` with the
+  caller's physical (DMA) address and CPU mapping, e.g. of a CMA or carveout region.
+- :func:`from_buffer`: any C-contiguous object exporting the buffer protocol (memoryview,
+  bytearray, mmap, ctypes/cffi buffers, numpy arrays) is passed as ``virt_addr`` to
+  ``rknn_create_mem_from_phys`` with ``phys_addr`` 0 (the buffer has no known DMA address),
+  and the runtime uses that pointer in place. The test-double runtime reads it directly; on a
+  board the NPU reaches memory by DMA, so bind memory it can address there (a mapping of
+  DMA-capable memory); for a DMA-BUF prefer :func:`from_fd`, which hands the runtime the fd.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import stat
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+
+import numpy as np
+
+from ._ffi import DEFINES, ffi
+from .errors import DTypeError, RKNNError, ShapeError
+from .tensor import TYPE_OF_NUMPY, TensorSpec, accepted_input_dtypes
+
+if TYPE_CHECKING:
+    from .library import Runtime
+
+_F32 = np.dtype(np.float32)
+_MAX_SIZE = 2**32 - 1  # the runtime takes uint32 sizes
+_MAX_OFFSET = 2**31 - 1  # and int32 offsets
+# Element types a memoryview's format names without doubt (native or little-endian order).
+_FORMATS = {"f": np.dtype(np.float32), "e": np.dtype(np.float16), "b": np.dtype(np.int8)}
+
+Key = Union[int, str]
+
+
+def _bindable(dtype: Any) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in TYPE_OF_NUMPY:
+        names = ", ".join(str(d) for d in TYPE_OF_NUMPY)
+        raise DTypeError(f"external memory cannot hold {dt} elements; the runtime binds {names}")
+    return dt
+
+
+def _size(name: str, value: Any, limit: int, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not minimum <= value <= limit:
+        raise ValueError(f"{name} must be in {minimum}..{limit}, got {value}")
+    return value
+
+
+class ExternalMemory:
+    """A region of memory owned by someone else, to bind to one tensor with Session.bind().
+
+    Made by :func:`from_fd`, :func:`from_phys` or :func:`from_buffer`. It holds no resource
+    until bound: each binding imports it for itself and undoes that at close.
+    ``dtype`` is the buffer's element type, ``nbytes`` the region's size, ``writable`` whether
+    it can receive an output.
+    """
+
+    __slots__ = ("kind", "dtype", "nbytes", "writable", "_source")
+
+    def __init__(self, kind: str, dtype: np.dtype, nbytes: int, writable: bool,
+                 source: tuple[Any, ...]) -> None:  # fmt: skip
+        self.kind, self.dtype, self.nbytes, self.writable = kind, dtype, nbytes, writable
+        self._source = source
+
+    def __repr__(self) -> str:
+        access = "" if self.writable else ", read-only"
+        return f"<rkrt.external.{self.kind} {self.nbytes} bytes of {self.dtype}{access}>"
+
+    def _import(self, runtime: Runtime, handle: int) -> Imported:
+        if self.kind == "fd":
+            return _import_fd(runtime, handle, self)
+        if self.kind == "phys":
+            phys, virt = self._source
+            return Imported(_create_phys(runtime, handle, phys, ffi.cast("void*", virt), self),
+                            virt, self.writable)  # fmt: skip
+        return _import_buffer(runtime, handle, self)
+
+
+class Imported:
+    """One bound import: the runtime's ``mem`` wrapper, where the data is for the CPU, and
+    what rkrt made for it (released by :meth:`release` after the wrapper is destroyed)."""
+
+    __slots__ = ("mem", "address", "writable", "_owned")
+
+    def __init__(self, mem: Any, address: int, writable: bool, *owned: Any) -> None:
+        self.mem, self.address, self.writable = mem, address, writable
+        self._owned = owned
+
+    def release(self) -> None:
+        """Undo rkrt's own mapping or buffer export; the caller's fd and memory stay."""
+        owned, self._owned = self._owned, ()
+        for thing in owned:
+            if isinstance(thing, mmap.mmap):
+                thing.close()
+            else:
+                ffi.release(thing)
+
+
+def _fail(function: str) -> RKNNError:
+    # The create functions return NULL without a code; the runtime's log says why.
+    return RKNNError(DEFINES["RKNN_ERR_PARAM_INVALID"], function)
+
+
+def _create_phys(runtime: Runtime, handle: int, phys: int, virt: Any, ext: ExternalMemory) -> Any:
+    create = runtime.symbol("rknn_create_mem_from_phys")
+    mem = create(handle, phys, virt, ext.nbytes)
+    if mem == ffi.NULL:
+        raise _fail("rknn_create_mem_from_phys")
+    return mem
+
+
+def _import_fd(runtime: Runtime, handle: int, ext: ExternalMemory) -> Imported:
+    fd, offset = ext._source
+    create = runtime.symbol("rknn_create_mem_from_fd")
+    access = mmap.ACCESS_WRITE if ext.writable else mmap.ACCESS_READ
+    # mmap keeps a duplicate of fd for itself and closes only that one.
+    mapping = mmap.mmap(fd, offset + ext.nbytes, access=access)
+    base = ffi.from_buffer(mapping)
+    try:
+        mem = create(handle, fd, base, ext.nbytes, offset)
+        if mem == ffi.NULL:
+            raise _fail("rknn_create_mem_from_fd")
+    except BaseException:
+        ffi.release(base)
+        mapping.close()
+        raise
+    address = int(ffi.cast("uintptr_t", base)) + offset
+    return Imported(mem, address, ext.writable, base, mapping)
+
+
+def _import_buffer(runtime: Runtime, handle: int, ext: ExternalMemory) -> Imported:
+    (obj,) = ext._source
+    pointer = ffi.from_buffer(obj)  # an export: obj stays alive and cannot be resized
+    try:
+        address = int(ffi.cast("uintptr_t", pointer))
+        if address % ext.dtype.itemsize:
+            raise ValueError(
+                f"a {type(obj).__name__} at address {address:#x} is not aligned for "
+                f"{ext.dtype} ({ext.dtype.itemsize} bytes); the runtime reads it in place, so "
+                "allocate it aligned (e.g. np.empty(..., dtype))"
+            )
+        mem = _create_phys(runtime, handle, 0, pointer, ext)
+    except BaseException:
+        ffi.release(pointer)
+        raise
+    return Imported(mem, address, ext.writable, pointer)
+
+
+def from_fd(fd: int, size: int, *, offset: int = 0, dtype: Any = np.float32) -> ExternalMemory:
+    """``size`` bytes at ``offset`` of a DMA-BUF (or any mappable) file descriptor.
+
+    ``dtype`` is the element type stored there (e.g. np.uint8 for camera pixels). The fd
+    stays the caller's: rkrt never closes it, and it may be closed once bound.
+    """
+    fd = _size("fd", fd, 2**31 - 1, 0)
+    size = _size("size", size, _MAX_SIZE, 1)
+    offset = _size("offset", offset, _MAX_OFFSET, 0)
+    try:
+        st = os.fstat(fd)
+        mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    except OSError as exc:
+        raise ValueError(f"fd {fd} is not an open file descriptor ({exc.strerror})") from None
+    # A DMA-BUF reports its buffer size; an empty regular file is too short for anything.
+    if (st.st_size or stat.S_ISREG(st.st_mode)) and offset + size > st.st_size:
+        raise ValueError(
+            f"fd {fd} holds {st.st_size} bytes, too few for {size} bytes at offset {offset}; "
+            "pass the frame's size and offset within the buffer"
+        )
+    return ExternalMemory("fd", _bindable(dtype), size, mode != os.O_RDONLY, (fd, offset))
+
+
+def from_phys(phys_addr: int, virt_addr: Any, size: int, *, dtype: Any = np.float32
+              ) -> ExternalMemory:  # fmt: skip
+    """``size`` bytes at physical (DMA) address ``phys_addr``, mapped for the CPU at
+    ``virt_addr`` (an int or a cffi pointer). The runtime trusts both: they must describe
+    the same memory, alive and unmoved while bound. rkrt never unmaps or frees it."""
+    phys_addr = _size("phys_addr", phys_addr, 2**64 - 1, 0)
+    if isinstance(virt_addr, ffi.CData):
+        virt_addr = int(ffi.cast("uintptr_t", virt_addr))
+    virt_addr = _size("virt_addr", virt_addr, 2**64 - 1, 1)
+    size = _size("size", size, _MAX_SIZE, 1)
+    return ExternalMemory("phys", _bindable(dtype), size, True, (phys_addr, virt_addr))
+
+
+def from_buffer(obj: Any, *, dtype: Any = None) -> ExternalMemory:
+    """The whole of ``obj``'s buffer, used in place (see the module notes for boards).
+
+    ``dtype`` defaults to a numpy array's dtype or a typed memoryview's format (float32,
+    float16, int8); untyped bytes (bytearray, mmap, uint8 formats) need it given: np.uint8
+    for pixel values, np.float32 for raw float32 bytes.
+    """
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise TypeError(
+            f"{type(obj).__name__} does not export the buffer protocol; pass a numpy array, "
+            "memoryview, bytearray, mmap or ctypes/cffi buffer"
+        ) from None
+    with view:
+        if not view.c_contiguous:
+            raise ValueError(
+                f"the {type(obj).__name__} is not C-contiguous; the runtime reads it in place "
+                "as one block, so bind a contiguous buffer (np.ascontiguousarray copies)"
+            )
+        nbytes, readonly, fmt = view.nbytes, view.readonly, view.format
+    if isinstance(obj, np.ndarray):
+        if dtype is not None and np.dtype(dtype) != obj.dtype:
+            raise DTypeError(
+                f"the array holds {obj.dtype}, not {np.dtype(dtype)}; drop dtype= or pass "
+                f"arr.view({np.dtype(dtype)})"
+            )
+        dtype = obj.dtype
+    elif dtype is None:
+        dtype = _FORMATS.get(fmt.lstrip("@=<"))
+        if dtype is None:
+            raise DTypeError(
+                f"cannot tell the element type of a {type(obj).__name__} buffer (format "
+                f"{fmt!r}); pass dtype=np.uint8 for pixel values or np.float32 for float bytes"
+            )
+    dt = _bindable(dtype)
+    if nbytes == 0 or nbytes % dt.itemsize:
+        raise ShapeError(
+            f"a buffer of {nbytes} bytes does not hold a whole number of {dt} elements"
+        )
+    _size("the buffer's size", nbytes, _MAX_SIZE, 1)
+    return ExternalMemory("buffer", dt, nbytes, not readonly, (obj,))
+
+
+# ---- used by IOBinding: which tensor gets which memory, checked against the tensors ----
+
+
+def resolve(kind: str, given: Optional[Mapping[Key, ExternalMemory]],
+            specs: tuple[TensorSpec, ...]) -> dict[int, ExternalMemory]:  # fmt: skip
+    """Map ``given`` (keys: tensor index or name) onto tensor indexes; check each type."""
+    if not given:
+        return {}
+    if not isinstance(given, Mapping):
+        raise TypeError(f"{kind}s= must be a dict {{index or name: ExternalMemory}}, "
+                        f"not {type(given).__name__}")  # fmt: skip
+    names = {s.name: s.index for s in specs}
+    resolved: dict[int, ExternalMemory] = {}
+    for key, ext in given.items():
+        if isinstance(key, str) and key in names:
+            index = names[key]
+        elif isinstance(key, int) and not isinstance(key, bool) and 0 <= key < len(specs):
+            index = key
+        else:
+            raise ValueError(
+                f"{kind}s= names no {kind}: {key!r}; the model's {kind}s are "
+                + ", ".join(f"#{s.index} {s.name!r}" for s in specs)
+            )
+        if not isinstance(ext, ExternalMemory):
+            raise TypeError(
+                f"{kind} {key!r}: expected rkrt.external memory, got {type(ext).__name__}; "
+                "wrap it with rkrt.external.from_buffer(...), from_fd(...) or from_phys(...)"
+            )
+        if index in resolved:
+            raise ValueError(f"{kind} #{index} is given twice (by index and by name)")
+        _check_type(kind, specs[index], ext)
+        resolved[index] = ext
+    return resolved
+
+
+def _check_type(kind: str, spec: TensorSpec, ext: ExternalMemory) -> None:
+    if kind == "input":
+        accepted = tuple(d for d in accepted_input_dtypes(spec.dtype) if d in TYPE_OF_NUMPY)
+    else:
+        accepted = (_F32,) if spec.dtype == _F32 else (_F32, spec.dtype)
+        if not ext.writable:
+            raise ValueError(
+                f"output {spec.name!r} (#{spec.index}) cannot be bound to read-only memory "
+                f"({ext!r}); the runtime writes its results there"
+            )
+    if ext.dtype not in accepted:
+        raise DTypeError(
+            f"{kind} {spec.name!r} (#{spec.index}) is bound to {ext.dtype} memory, which the "
+            f"runtime cannot take for a {spec.dtype} {kind}; accepted: "
+            + ", ".join(str(d) for d in accepted)
+            + ". Fix: describe the memory with the dtype it really holds, or convert upstream"
+        )
+
+
+def check_size(kind: str, spec: TensorSpec, ext: ExternalMemory, needed: int) -> None:
+    """ShapeError unless the region holds exactly ``needed`` bytes (checked before C)."""
+    if ext.nbytes != needed:
+        raise ShapeError(
+            f"{kind} {spec.name!r} (#{spec.index}) is bound to {ext.nbytes} bytes, but the "
+            f"tensor {spec.shape} in {ext.dtype} takes exactly {needed} bytes (for a dynamic "
+            f"model: at its largest shape). Fix: pass size={needed} (and the frame's offset)"
+        )
