@@ -5,6 +5,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from . import external, lowlevel
 from .binding import IOBinding
 from .cores import CoreMask, detect_soc
 from .errors import (
@@ -50,4 +51,6 @@ __all__ = [
     "ShapeError",
     "TensorSpec",
     "detect_soc",
+    "external",
+    "lowlevel",
 ]

@@ -4,8 +4,8 @@ Camera, video and C pipelines hand frames around as DMA-BUF file descriptors, ph
 addresses or plain buffers. Describe such memory with :func:`from_fd`, :func:`from_phys` or
 :func:`from_buffer` and bind it in place of runtime-allocated buffers::
 
-    with session.bind(inputs={0: rkrt.external.from_fd(fd, size, offset=4096, dtype=np.uint8)})
-            as b:
+    frame = rkrt.external.from_fd(fd, size, offset=4096, dtype=np.uint8)
+    with session.bind(inputs={0: frame}) as b:   # bound once
         b.run()            # the NPU reads the frame where the producer wrote it
         y = b.outputs[0]   # outputs not given stay runtime-allocated (float32 by default)
 

@@ -241,7 +241,7 @@ def _python_scalar(value: Any) -> Any:
 def _load_object(text: Union[str, bytes], source: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting recurses
         raise MetadataError(f"{source}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise MetadataError(f"{source}: expected a JSON object, got {type(data).__name__}")
