@@ -164,10 +164,6 @@ class Session:
         flags = (0 if high_priority else _FLAG_NO_RENICE) | (_FLAG_PERF if collect_perf else 0)
         ctx_out = ffi.new("rknn_context*")
         buf = ffi.from_buffer(data)
-        if len(buf) == 0:
-            # Never hand the runtime an empty buffer: with size 0 it reads buf as a path.
-            name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else "the model"
-            raise ValueError(f"{name} is empty (0 bytes); expected an .rknn model")
         try:
             check(runtime.lib.rknn_init(ctx_out, buf, len(buf), flags, _NULL), "rknn_init")
         except RKNNError as exc:

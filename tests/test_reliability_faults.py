@@ -16,7 +16,6 @@ them exactly, on a private copy of the double.
 
 from __future__ import annotations
 
-import gc
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -272,8 +271,7 @@ def sweep(runtime: FakeRuntime, scenario: Scenario) -> Tally:
                 scenario.prove(st)
             except Exception as exc:
                 raise AssertionError(f"{where}: unusable afterwards: {exc!r}") from exc
-            scenario.close(st)
-            gc.collect()
+            scenario.close(st)  # no gc.collect(): every path must free deterministically
             assert runtime.counter("unsafe") == 0, f"{where}: misuse {runtime.counters()}"
             assert runtime.live() == NO_LEAKS, f"{where}: left {runtime.live()}"
     return tally
@@ -375,7 +373,6 @@ def test_close_fault_sweep(private_rt: FakeRuntime, state: str) -> None:
                 assert s.closed
                 with pytest.raises(ClosedError, match="closed"):
                     s.run(*inputs_for(STATIC))
-            gc.collect()
             live = private_rt.live()
             # ... and exactly the block or context whose free was refused stays live.
             if function == "rknn_destroy":
