@@ -136,7 +136,13 @@ def load_model(path: Path) -> Any:
     if suffix == SKOPS_SUFFIX:
         return _load_skops(path)
     if suffix in PICKLE_SUFFIXES:
-        # The user named a pickle explicitly; --help warns that this runs its code.
+        # The user named a pickle explicitly; --help warns that this runs its code, and so
+        # does this line, so that nobody unpickles a file without being told.
+        print(
+            f"emit: unpickling {path}: this runs any code the file contains "
+            "(use a .skops file for files you did not make)",
+            file=sys.stderr,
+        )
         with path.open("rb") as f:
             try:
                 return pickle.load(f)

@@ -12,11 +12,17 @@ crash. MatMul checks all of it in Python before any C call, and hides the alignm
   accumulation types the NPU uses, so int8 results stay exact;
 - several batch sizes M use one context made with ``rknn_matmul_create_dynamic_shape``;
 - B is converted once to the NPU's native layout by the runtime's own converter
-  (``rknn_B_normal_layout_to_native_layout``) and bound once; A and C use the normal layout.
+  (``rknn_B_normal_layout_to_native_layout``) and bound once; A and C use the normal layout;
+- int8 -> int8 (``out_dtype="int8"``, RKNN_INT8_MM_INT8_TO_INT8) requantizes on the NPU with the
+  per-layer or per-channel scales and zero points of a :class:`QuantParams`; padded columns of
+  B get scale 1 (their results are cropped) and padded columns of A hold A's zero point, so
+  padding adds nothing to the product even with zero points.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 import threading
 import weakref
@@ -55,12 +61,19 @@ class _Kind:
 
 
 _F16, _F32, _I8, _I32 = (np.dtype(t) for t in ("float16", "float32", "int8", "int32"))
-KINDS: dict[str, _Kind] = {
-    "float16": _Kind(_MM["RKNN_FLOAT16_MM_FLOAT16_TO_FLOAT32"], _F16, _F32,
-                     TYPES["RKNN_TENSOR_FLOAT16"], TYPES["RKNN_TENSOR_FLOAT32"], 16, (_F16, _F32)),
-    "int8": _Kind(_MM["RKNN_INT8_MM_INT8_TO_INT32"], _I8, _I32,
-                  TYPES["RKNN_TENSOR_INT8"], TYPES["RKNN_TENSOR_INT32"], 32, (_I8,)),
+#: The supported (dtype, out_dtype) pairs; ("int8", "int8") needs QuantParams.
+KINDS: dict[tuple[str, str], _Kind] = {
+    ("float16", "float32"): _Kind(_MM["RKNN_FLOAT16_MM_FLOAT16_TO_FLOAT32"], _F16, _F32,
+                                  TYPES["RKNN_TENSOR_FLOAT16"], TYPES["RKNN_TENSOR_FLOAT32"], 16,
+                                  (_F16, _F32)),
+    ("int8", "int32"): _Kind(_MM["RKNN_INT8_MM_INT8_TO_INT32"], _I8, _I32,
+                             TYPES["RKNN_TENSOR_INT8"], TYPES["RKNN_TENSOR_INT32"], 32, (_I8,)),
+    ("int8", "int8"): _Kind(_MM["RKNN_INT8_MM_INT8_TO_INT8"], _I8, _I8,
+                            TYPES["RKNN_TENSOR_INT8"], TYPES["RKNN_TENSOR_INT8"], 32, (_I8,)),
 }  # fmt: skip
+_DEFAULT_OUT = {"float16": "float32", "int8": "int32"}
+_QUANT = enum("rknn_matmul_quant_type")
+_SUPPORTED = "dtype='float16' (out float32), dtype='int8' (out int32, or out int8 with quant=)"
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -100,6 +113,127 @@ def _attr_dims(attr: Any) -> tuple[int, ...]:
     return tuple(int(attr.dims[i]) for i in range(attr.n_dims))
 
 
+def _scale(name: str, value: Any) -> float:
+    """A scale as the float32 the runtime reads: finite and > 0 once rounded to float32."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"QuantParams.{name} must be a real number, not {value!r}")
+    v = float(value)
+    f32 = float(np.float32(v)) if math.isfinite(v) and abs(v) < 3.4e38 else math.inf
+    if not (math.isfinite(f32) and f32 > 0):
+        raise ValueError(
+            f"QuantParams.{name} must be finite and > 0 in float32 (the runtime's type), got "
+            f"{value!r}; a scale is the real value of one integer step"
+        )
+    return f32
+
+
+def _zero_point(name: str, value: Any) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"QuantParams.{name} must be an int, not {value!r}")
+    try:
+        z = operator.index(value)
+    except TypeError:
+        raise TypeError(f"QuantParams.{name} must be an int, not {value!r}") from None
+    if not -128 <= z <= 127:
+        raise ValueError(f"QuantParams.{name} must be in the int8 range [-128, 127], got {z}")
+    return z
+
+
+def _per_column(name: str, value: Any, one: Any) -> Union[Any, tuple[Any, ...]]:
+    """One value, or a tuple of them from a 1-D sequence (checked one by one)."""
+    if isinstance(value, (numbers.Number, np.generic)):
+        return one(name, value)
+    values = np.asarray(value, dtype=object)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(
+            f"QuantParams.{name} must be one value (per-layer) or a non-empty 1-D sequence of "
+            f"N values (per-channel), got shape {values.shape}"
+        )
+    return tuple(one(f"{name}[{i}]", v) for i, v in enumerate(values))
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Scales and zero points of an int8 -> int8 MatMul: a real value is scale * (q - zero_point).
+
+    ``a`` and ``c`` are per-layer (the API takes one scale for A and one for C). ``b`` is one
+    scale (per-layer) or N of them, one per output column of B (per-channel); ``b_zero_point``
+    likewise. The NPU computes, with int32 accumulation,
+    ``C = clip(round((A - a_zp) @ (B - b_zp) * a * b / c) + c_zp, -128, 127)`` (b, b_zp per
+    column), rounding the requantization to within one step of the exact value.
+    Values are checked when the QuantParams is made; the lengths against N by MatMul.
+    """
+
+    a: float
+    b: Union[float, Sequence[float]]
+    c: float
+    a_zero_point: int = 0
+    b_zero_point: Union[int, Sequence[int]] = 0
+    c_zero_point: int = 0
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise once, here
+        set_(self, "a", _scale("a", self.a))
+        set_(self, "c", _scale("c", self.c))
+        set_(self, "b", _per_column("b", self.b, _scale))
+        set_(self, "a_zero_point", _zero_point("a_zero_point", self.a_zero_point))
+        set_(self, "c_zero_point", _zero_point("c_zero_point", self.c_zero_point))
+        set_(self, "b_zero_point", _per_column("b_zero_point", self.b_zero_point, _zero_point))
+
+    @property
+    def per_channel(self) -> bool:
+        """True when B has one scale or zero point per output column."""
+        return isinstance(self.b, tuple) or isinstance(self.b_zero_point, tuple)
+
+    def _b_arrays(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """B's scales and zero points as N-long arrays; ValueError for a wrong length."""
+        for name, value in (("b", self.b), ("b_zero_point", self.b_zero_point)):
+            if isinstance(value, tuple) and len(value) != n:
+                raise ValueError(
+                    f"QuantParams.{name} has {len(value)} values; a per-channel B needs one per "
+                    f"output column, N = {n} (or pass one value for per-layer)"
+                )
+        return (np.broadcast_to(np.asarray(self.b, _F32), (n,)),
+                np.broadcast_to(np.asarray(self.b_zero_point, _I32), (n,)))  # fmt: skip
+
+
+class _QuantSetting:
+    """The quant params of one context: B_quant_type and the three rknn_quant_params."""
+
+    def __init__(self, q: QuantParams, n: int, n_padded: int) -> None:
+        b_scale, b_zp = q._b_arrays(n)
+        asym = bool(b_zp.any())
+        if q.per_channel:
+            # The runtime wants one value per column of the N it was created with: padded
+            # columns too. Their results are cropped, so any valid scale (1) and zp (0) do.
+            self.b_scale = np.ones(n_padded, _F32)
+            self.b_zp = np.zeros(n_padded, _I32)
+            self.b_scale[:n], self.b_zp[:n] = b_scale, b_zp
+            kind = "PER_CHANNEL"
+        else:
+            self.b_scale, self.b_zp = b_scale[:1].copy(), b_zp[:1].copy()
+            kind = "PER_LAYER"
+        # A nonzero zero point of B needs the ASYM type; a SYM one may ignore it.
+        self.b_quant_type = _QUANT[f"RKNN_QUANT_TYPE_{kind}_{'ASYM' if asym else 'SYM'}"]
+        self.a_zp = q.a_zero_point
+        self.params = {
+            "A": (np.array([q.a], _F32), np.array([q.a_zero_point], _I32)),
+            "B": (self.b_scale, self.b_zp),
+            "C": (np.array([q.c], _F32), np.array([q.c_zero_point], _I32)),
+        }
+
+    def apply(self, mm: MatmulRuntime, handle: int, attrs: Any) -> None:
+        """rknn_matmul_set_quant_params for A, B and C, named as create reported them."""
+        set_quant = mm.symbol("rknn_matmul_set_quant_params")
+        for tensor, (scale, zp) in self.params.items():
+            # The struct only points at the arrays: keep their cdata alive across the call.
+            c_scale, c_zp = ffi.from_buffer("float[]", scale), ffi.from_buffer("int32_t[]", zp)
+            p = ffi.new("rknn_quant_params*")
+            p.name = ffi.string(getattr(attrs, tensor).name)
+            p.scale, p.scale_len, p.zp, p.zp_len = c_scale, len(scale), c_zp, len(zp)
+            check(set_quant(handle, p), "rknn_matmul_set_quant_params")
+
+
 class _Resources:
     """Owns the matmul contexts and their memory; frees each exactly once.
 
@@ -136,14 +270,17 @@ class _Tile:
     """One NPU matmul context: the columns [k0, k1) of A times the rows [k0, k1) of B."""
 
     def __init__(self, res: _Resources, kind: _Kind, sizes: tuple[int, ...], k0: int, k1: int,
-                 n: int, mask: CoreMask) -> None:  # fmt: skip
+                 n: int, mask: CoreMask, quant: Optional[QuantParams]) -> None:  # fmt: skip
         mm = res.mm
         self.k0, self.k1 = k0, k1
         self.kp, self.np_ = _round_up(k1 - k0, K_ALIGN), _round_up(n, kind.n_align)
         self._kind = kind
+        setting = _QuantSetting(quant, n, self.np_) if quant is not None else None
         info = self.info = ffi.new("rknn_matmul_info*")
         info.M, info.K, info.N = sizes[-1], self.kp, self.np_
         info.type = kind.mm_type
+        if setting is not None:
+            info.B_quant_type = setting.b_quant_type
         info.B_layout = _LAYOUT["RKNN_MM_LAYOUT_NATIVE"]
         info.AC_layout = _LAYOUT["RKNN_MM_LAYOUT_NORM"]
         out = ffi.new("rknn_matmul_ctx*")
@@ -162,6 +299,8 @@ class _Tile:
         if mask != CoreMask.AUTO:
             check(mm.symbol("rknn_matmul_set_core_mask")(self.handle, int(mask)),
                   "rknn_matmul_set_core_mask")  # fmt: skip
+        if setting is not None:
+            setting.apply(mm, self.handle, self.attrs[0])
         a_size = max(int(self.attrs[i].A.size) for i in range(len(sizes)))
         c_size = max(int(self.attrs[i].C.size) for i in range(len(sizes)))
         self.a_mem = res.create_mem(self.handle, a_size)
@@ -172,9 +311,10 @@ class _Tile:
                               count=rows * self.kp).reshape(rows, self.kp)  # fmt: skip
         c_all = np.frombuffer(ffi.buffer(self.c_mem.virt_addr, c_size), kind.c,
                               count=rows * self.np_).reshape(rows, self.np_)  # fmt: skip
-        # The padding columns of A must hold zeros (times B's zero rows): runtime memory
-        # is not promised to start zeroed, and nothing writes those columns later.
-        a_all[...] = 0
+        # The padding columns of A must add nothing: they hold A's zero point (0 unless
+        # quantized), so (A - a_zp) is 0 there whatever B's zero points. Runtime memory is not
+        # promised to start zeroed, and nothing writes those columns later.
+        a_all[...] = setting.a_zp if setting is not None else 0
         # Normal layout: the first m rows of the buffers are exactly the (m, K) / (m, N) tensors.
         self.views = {m: (a_all[:m, : k1 - k0], c_all[:m, :n]) for m in sizes}
         self._set_io_mem = mm.symbol("rknn_matmul_set_io_mem")

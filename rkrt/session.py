@@ -71,14 +71,20 @@ class _Context:
 
 def _read_model(model: Model) -> bytes | memoryview:
     if isinstance(model, (bytes, bytearray, memoryview)):
-        return model
-    if isinstance(model, (str, os.PathLike)):
+        data, source = model, "the model bytes"
+    elif isinstance(model, (str, os.PathLike)):
         with open(model, "rb") as f:
-            return f.read()
-    raise TypeError(
-        f"model must be a path or the model's bytes, not {type(model).__name__}; "
-        "pass e.g. Session('model.rknn') or Session(Path('model.rknn').read_bytes())"
-    )
+            data, source = f.read(), os.fspath(model)
+    else:
+        raise TypeError(
+            f"model must be a path or the model's bytes, not {type(model).__name__}; "
+            "pass e.g. Session('model.rknn') or Session(Path('model.rknn').read_bytes())"
+        )
+    if memoryview(data).nbytes == 0:
+        # rknn_init reads a size of 0 as "model is a NUL-terminated file path": an empty
+        # buffer would send the runtime reading whatever memory follows it.
+        raise ValueError(f"{source}: the model is empty (0 bytes); pass a .rknn file's contents")
+    return data
 
 
 def _dtype_or_none(dtype: Any) -> Optional[np.dtype]:

@@ -100,7 +100,7 @@ def test_a_non_estimator_is_refused_with_the_supported_list(files, tmp_path, cap
 )
 def test_invalid_options_fail_with_one_line(files, tmp_path, capsys, extra, expected):
     extra = [str(files / e) if e.endswith(".npy") else e for e in extra]
-    code, _, err = _run([files / "model.pkl", tmp_path / "m.rknn", *extra], capsys)
+    code, _, err = _run([files / "model.skops", tmp_path / "m.rknn", *extra], capsys)
     assert code == 1
     assert expected in _one_error_line(err)
 

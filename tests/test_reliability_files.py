@@ -117,15 +117,17 @@ def test_a_flipped_weight_computes_the_flipped_model(rt, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("model", [b"", bytearray(), memoryview(b"")])
-def test_empty_model_bytes_are_refused(rt, model: Any) -> None:
-    with pytest.raises(rkrt.RKNNError, match="MODEL_INVALID"):
+def test_empty_model_bytes_are_refused_before_c(rt, model: Any) -> None:
+    # A size of 0 means "the buffer is a file path" to rknn_init: it must never see one.
+    with pytest.raises(ValueError, match="the model bytes: the model is empty"):
         rkrt.Session(model)
+    assert rt.calls("rknn_init") == 0
 
 
 def test_empty_file_and_directory_name_the_path(rt, tmp_path: Path) -> None:
     empty = tmp_path / "empty.rknn"
     empty.write_bytes(b"")
-    with pytest.raises(rkrt.RKNNError, match=f"{empty}: rknn_init.*not a valid .rknn model"):
+    with pytest.raises(ValueError, match=f"{empty}: the model is empty"):
         rkrt.Session(empty)
     before = rt.total_calls()
     with pytest.raises(IsADirectoryError, match=str(tmp_path)):

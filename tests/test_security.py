@@ -61,7 +61,7 @@ def test_an_explicit_pkl_path_is_unpickled_and_help_warns(tmp_path: Path, capsys
         model = _evil_pickle(tmp_path / f"model{suffix}", marker)
         assert cli.main([str(model), str(tmp_path / "out.rknn")]) == 1  # not an estimator
         assert marker.exists()  # the user's explicit choice: it was unpickled
-    capsys.readouterr()
+        assert f"unpickling {model}: this runs any code" in capsys.readouterr().err
 
 
 def _skops_with_type(tmp_path: Path, module: str, name: str) -> Path:
