@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 import pytest
+from abi_oracle import check_struct, load_layout, official_functions, pointer_type
 
 from rkrt._ffi import DEFINES, HEADER_TEXT, enum, ffi
 
-REPO = Path(__file__).resolve().parents[1]
-LAYOUT_PATH = REPO.parent / "shared" / "rknn-abi" / "layout.json"
-
-if not LAYOUT_PATH.is_file():  # pragma: no cover - a broken checkout, not a skip
-    raise pytest.UsageError(
-        f"{LAYOUT_PATH} is missing: the layout oracle must sit in shared/ beside the clone"
-    )
-LAYOUT = json.loads(LAYOUT_PATH.read_text())
+LAYOUT = load_layout("layout.json")
 STRUCTS = LAYOUT["structs"]
 
 
@@ -36,14 +28,7 @@ def test_every_official_struct_is_declared_and_no_other() -> None:
 
 @pytest.mark.parametrize("name", sorted(STRUCTS))
 def test_struct_size_alignment_and_fields(name: str) -> None:
-    want = STRUCTS[name]
-    assert ffi.sizeof(name) == want["size"], name
-    assert ffi.alignof(name) == want["align"], name
-    declared = dict(ffi.typeof(name).fields)
-    assert sorted(declared) == sorted(want["fields"]), f"{name}: field names differ"
-    for field, info in want["fields"].items():
-        assert ffi.offsetof(name, field) == info["offset"], f"{name}.{field} offset"
-        assert ffi.sizeof(declared[field].type) == info["size"], f"{name}.{field} size"
+    check_struct(ffi, name, STRUCTS[name])
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUT["enums"]))
@@ -55,14 +40,6 @@ def test_every_define_matches() -> None:
     assert LAYOUT["defines"] == DEFINES
 
 
-def _as_pointer_type(prototype: str) -> str:
-    """'int f(args)' -> 'int(*)(args)', the form ffi.typeof() can compare."""
-    match = re.fullmatch(r"\s*(.+?[\s*])(\w+)\s*\((.*)\)\s*;?\s*", prototype, re.DOTALL)
-    assert match, prototype
-    ret, _, args = match.groups()
-    return f"{ret.strip()}(*)({args})"
-
-
 def _declared_functions() -> dict[str, str]:
     found = re.findall(r"^([A-Za-z_][\w\s*]*?\b(rknn_\w+)\s*\([^;]*\))\s*;", HEADER_TEXT, re.M)
     return {name: proto for proto, name in found}
@@ -70,13 +47,11 @@ def _declared_functions() -> dict[str, str]:
 
 def test_every_function_is_declared_with_the_official_signature() -> None:
     declared = _declared_functions()
-    official = {re.search(r"(rknn_\w+)\s*\(", f).group(1): f for f in LAYOUT["functions"]}
+    official = official_functions(LAYOUT)
     assert len(official) == 23
     assert sorted(declared) == sorted(official)
     for name, proto in official.items():
-        assert ffi.typeof(_as_pointer_type(declared[name])) is ffi.typeof(
-            _as_pointer_type(proto)
-        ), name
+        assert ffi.typeof(pointer_type(declared[name])) is ffi.typeof(pointer_type(proto)), name
 
 
 def test_enum_parameter_sizes_match_int() -> None:

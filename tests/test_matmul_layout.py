@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
+from abi_oracle import check_struct, load_layout, official_functions, pointer_type
 
 from rkrt._matmul_ffi import HEADER_TEXT, enum, ffi
 
 REPO = Path(__file__).resolve().parents[1]
-LAYOUT_PATH = REPO.parent / "shared" / "rknn-abi" / "matmul_layout.json"
-
-if not LAYOUT_PATH.is_file():  # pragma: no cover - a broken checkout, not a skip
-    raise pytest.UsageError(
-        f"{LAYOUT_PATH} is missing: the layout oracle must sit in shared/ beside the clone"
-    )
-LAYOUT = json.loads(LAYOUT_PATH.read_text())
+LAYOUT = load_layout("matmul_layout.json")
 STRUCTS = LAYOUT["structs"]
 
 
@@ -28,14 +22,7 @@ def test_matmul_context_is_an_rknn_context() -> None:
 
 @pytest.mark.parametrize("name", sorted(STRUCTS))
 def test_struct_size_alignment_and_fields(name: str) -> None:
-    want = STRUCTS[name]
-    assert ffi.sizeof(name) == want["size"], name
-    assert ffi.alignof(name) == want["align"], name
-    declared = dict(ffi.typeof(name).fields)
-    assert sorted(declared) == sorted(want["fields"]), f"{name}: field names differ"
-    for field, info in want["fields"].items():
-        assert ffi.offsetof(name, field) == info["offset"], f"{name}.{field} offset"
-        assert ffi.sizeof(declared[field].type) == info["size"], f"{name}.{field} size"
+    check_struct(ffi, name, STRUCTS[name])
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUT["enums"]))
@@ -44,22 +31,14 @@ def test_enum_values_and_size(name: str) -> None:
     assert ffi.sizeof(name) == 4  # enums travel as int
 
 
-def _pointer_type(prototype: str) -> str:
-    """'int f(args)' -> 'int(*)(args)', the form ffi.typeof() can compare."""
-    match = re.fullmatch(r"\s*(.+?[\s*])(\w+)\s*\((.*)\)\s*;?\s*", prototype, re.DOTALL)
-    assert match, prototype
-    ret, _, args = match.groups()
-    return f"{ret.strip()}(*)({args})"
-
-
 def test_the_ten_functions_have_the_official_signatures() -> None:
     found = re.findall(r"^(int\s+(rknn_\w+)\s*\([^;]*\))\s*;", HEADER_TEXT, re.M)
     declared = {name: proto for proto, name in found}
-    official = {re.search(r"(rknn_\w+)\s*\(", f).group(1): f for f in LAYOUT["functions"]}
+    official = official_functions(LAYOUT)
     assert len(official) == 10
     assert sorted(declared) == sorted(official)
     for name, proto in official.items():
-        assert ffi.typeof(_pointer_type(declared[name])) is ffi.typeof(_pointer_type(proto)), name
+        assert ffi.typeof(pointer_type(declared[name])) is ffi.typeof(pointer_type(proto)), name
 
 
 def test_header_is_c_compilable_after_stdint_and_rknn_api(tmp_path: Path) -> None:
