@@ -21,11 +21,11 @@ from .session import Session
 from .tensor import TensorSpec
 
 if TYPE_CHECKING:
-    from .matmul import MatMul, MatMulBinding
+    from .matmul import MatMul, MatMulBinding, QuantParams
 
 __version__ = "0.1.0"
 
-_LAZY = {"MatMul", "MatMulBinding"}
+_LAZY = {"MatMul", "MatMulBinding", "QuantParams"}
 
 
 def __getattr__(name: str) -> Any:
@@ -45,6 +45,7 @@ __all__ = [
     "MatMulBinding",
     "MissingSymbolError",
     "Pool",
+    "QuantParams",
     "RKNNError",
     "RuntimeNotFoundError",
     "Session",

@@ -141,9 +141,9 @@ def _zero_point(name: str, value: Any) -> int:
 
 def _per_column(name: str, value: Any, one: Any) -> Union[Any, tuple[Any, ...]]:
     """One value, or a tuple of them from a 1-D sequence (checked one by one)."""
-    if isinstance(value, (numbers.Number, np.generic)):
-        return one(name, value)
     values = np.asarray(value, dtype=object)
+    if values.ndim == 0:
+        return one(name, value)
     if values.ndim != 1 or values.size == 0:
         raise ValueError(
             f"QuantParams.{name} must be one value (per-layer) or a non-empty 1-D sequence of "
@@ -206,19 +206,18 @@ class _QuantSetting:
         if q.per_channel:
             # The runtime wants one value per column of the N it was created with: padded
             # columns too. Their results are cropped, so any valid scale (1) and zp (0) do.
-            self.b_scale = np.ones(n_padded, _F32)
-            self.b_zp = np.zeros(n_padded, _I32)
-            self.b_scale[:n], self.b_zp[:n] = b_scale, b_zp
+            b_params = np.ones(n_padded, _F32), np.zeros(n_padded, _I32)
+            b_params[0][:n], b_params[1][:n] = b_scale, b_zp
             kind = "PER_CHANNEL"
         else:
-            self.b_scale, self.b_zp = b_scale[:1].copy(), b_zp[:1].copy()
+            b_params = b_scale[:1].copy(), b_zp[:1].copy()
             kind = "PER_LAYER"
         # A nonzero zero point of B needs the ASYM type; a SYM one may ignore it.
         self.b_quant_type = _QUANT[f"RKNN_QUANT_TYPE_{kind}_{'ASYM' if asym else 'SYM'}"]
         self.a_zp = q.a_zero_point
         self.params = {
             "A": (np.array([q.a], _F32), np.array([q.a_zero_point], _I32)),
-            "B": (self.b_scale, self.b_zp),
+            "B": b_params,
             "C": (np.array([q.c], _F32), np.array([q.c_zero_point], _I32)),
         }
 
@@ -232,6 +231,43 @@ class _QuantSetting:
             p.name = ffi.string(getattr(attrs, tensor).name)
             p.scale, p.scale_len, p.zp, p.zp_len = c_scale, len(scale), c_zp, len(zp)
             check(set_quant(handle, p), "rknn_matmul_set_quant_params")
+
+
+def _kind_of(dtype: Any, out_dtype: Any, quant: Optional[QuantParams], k: int) -> tuple[str, _Kind]:
+    """The matmul type for (dtype, out_dtype, quant), or the error naming what is supported."""
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in _DEFAULT_OUT:
+        raise DTypeError(
+            f"MatMul dtype must be one of {sorted(_DEFAULT_OUT)}, not {dtype!r} (float16 gives "
+            "float32 results, int8 exact int32 ones or, with quant=, int8 ones)"
+        )
+    out = _DEFAULT_OUT[name] if out_dtype is None else np.dtype(out_dtype).name
+    if (name, out) == ("int8", "float32"):
+        raise DTypeError(
+            "int8 -> float32 (RKNN_INT8_MM_INT8_TO_FLOAT32) is not supported: the SDK documents "
+            "rknn_matmul_set_quant_params for int8 -> int8 and int8 -> int32 only. Use "
+            "out_dtype='int32' (exact) and multiply by a_scale * b_scale in numpy"
+        )
+    if (name, out) not in KINDS:
+        raise DTypeError(f"MatMul dtype={name!r} with out_dtype={out!r} is not supported; "
+                         f"supported: {_SUPPORTED}")  # fmt: skip
+    if out == "int8" and not isinstance(quant, QuantParams):
+        raise ValueError(
+            "out_dtype='int8' requantizes on the NPU and needs its scales: pass "
+            f"quant=QuantParams(a=..., b=..., c=...), not {quant!r}"
+        )
+    if out != "int8" and quant is not None:
+        raise ValueError(
+            f"quant= applies to dtype='int8', out_dtype='int8' only; {name} -> {out} results are "
+            "not requantized (int32 is the exact accumulator: scale it in numpy)"
+        )
+    if out == "int8" and k > MAX_K:
+        raise ValueError(
+            f"K={k} > {MAX_K} needs several NPU matmuls whose partial sums are added, but int8 "
+            "results are rounded and saturated per matmul, so they cannot be added. Use "
+            "out_dtype='int32' and requantize in numpy, or K <= 10240"
+        )
+    return name, KINDS[(name, out)]
 
 
 class _Resources:
@@ -376,7 +412,9 @@ class MatMul:
     """C = A @ B on the NPU for A of shape (M, K) and a fixed B of shape (K, N).
 
     ``dtype="float16"``: A and B are float16 (float32 inputs are rounded to it), C is float32,
-    accumulated in float32. ``dtype="int8"``: A and B are int8, C is the exact int32 product.
+    accumulated in float32. ``dtype="int8"``: A and B are int8, C is the exact int32 product;
+    with ``out_dtype="int8", quant=QuantParams(a=..., b=..., c=...)`` C is int8, requantized on
+    the NPU with per-layer or per-channel (per column of B) scales and zero points.
     ``M`` is one batch size or a sequence of them (one context serves them all).
     Call :meth:`set_b` once, then :meth:`run` per batch; or :meth:`bind` for zero-copy views.
     Thread-safe (calls are serialised); a context manager; ``close()`` is idempotent and
@@ -390,6 +428,8 @@ class MatMul:
         N: int,
         *,
         dtype: Any = "float16",
+        out_dtype: Any = None,
+        quant: Optional[QuantParams] = None,
         core_mask: MaskLike = CoreMask.AUTO,
         library: Optional[PathLike] = None,
         soc: Optional[str] = None,
@@ -398,14 +438,8 @@ class MatMul:
         self._sizes = _batch_sizes(M)
         self._k = _positive_int("K", K)
         self._n = _positive_int("N", N)
-        name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
-        if name not in KINDS:
-            raise DTypeError(
-                f"MatMul dtype must be one of {sorted(KINDS)}, not {dtype!r} (float16 gives "
-                "float32 results, int8 exact int32 ones)"
-            )
-        self._dtype = name
-        self._kind = KINDS[name]
+        self._dtype, self._kind = _kind_of(dtype, out_dtype, quant, self._k)
+        self._quant = quant
         self._core_mask = validate_mask(core_mask, detect_soc(soc))
         runtime: Runtime = load(library)
         mm = matmul_runtime(runtime)
@@ -416,7 +450,7 @@ class MatMul:
         self._has_b = False
         try:
             self._tiles = [
-                _Tile(self._res, self._kind, self._sizes, k0, k1, self._n, self._core_mask)
+                _Tile(self._res, self._kind, self._sizes, k0, k1, self._n, self._core_mask, quant)
                 for k0, k1 in split_k(self._k)
             ]
         except BaseException:
@@ -446,8 +480,13 @@ class MatMul:
 
     @property
     def result_dtype(self) -> np.dtype:
-        """float32 for float16 matmuls, int32 for int8 ones."""
+        """float32 for float16 matmuls, int32 for int8 ones, int8 with ``out_dtype="int8"``."""
         return self._kind.c
+
+    @property
+    def quant(self) -> Optional[QuantParams]:
+        """The scales and zero points of an int8 -> int8 MatMul, else None."""
+        return self._quant
 
     @property
     def splits(self) -> int:
@@ -465,8 +504,9 @@ class MatMul:
     def __repr__(self) -> str:
         if self._closed:
             return "<rkrt.MatMul (closed)>"
-        return (f"<rkrt.MatMul M={list(self._sizes)} K={self._k} N={self._n} {self._dtype} "
-                f"splits={self.splits} core_mask={self._core_mask.name}>")  # fmt: skip
+        return (f"<rkrt.MatMul M={list(self._sizes)} K={self._k} N={self._n} "
+                f"{self._dtype}->{self._kind.c.name} splits={self.splits} "
+                f"core_mask={self._core_mask.name}>")  # fmt: skip
 
     # ---- use ----
 
@@ -537,7 +577,7 @@ class MatMul:
         return out
 
     def run(self, a: Any, out: Optional[np.ndarray] = None) -> np.ndarray:
-        """A @ B for A of shape (M, K): float32 (float16 MatMul) or int32 (int8) of (M, N)."""
+        """A @ B for A of shape (M, K): an (M, N) array of :attr:`result_dtype`."""
         a = self._check_a(a)
         m = a.shape[0]
         out = np.empty((m, self._n), self._kind.c) if out is None else self._check_out(out, m)

@@ -173,10 +173,12 @@ static int check_info(const rknn_matmul_info* info, mm_geometry* g) {
         info->AC_layout < RKNN_MM_LAYOUT_NORM || info->AC_layout > RKNN_MM_LAYOUT_NATIVE)
         return fake_fail(RKNN_ERR_PARAM_INVALID, "B_layout %d / AC_layout %d", info->B_layout,
                          info->AC_layout);
-    int per_channel = info->B_quant_type == RKNN_QUANT_TYPE_PER_CHANNEL_SYM ||
-                      info->B_quant_type == RKNN_QUANT_TYPE_PER_CHANNEL_ASYM;
+    /* int8 B: per-layer or per-channel, symmetric or not; float16 B: none. Per-group
+     * quantization belongs to the int4/hybrid types, which are not emulated. */
+    int int8_b = info->B_quant_type >= RKNN_QUANT_TYPE_PER_LAYER_SYM &&
+                 info->B_quant_type <= RKNN_QUANT_TYPE_PER_CHANNEL_ASYM;
     if (info->AC_quant_type != 0 ||
-        (info->B_quant_type != 0 && !(per_channel && !is_fp16_ab(info->type))))
+        (info->B_quant_type != 0 && !(int8_b && !is_fp16_ab(info->type))))
         return fake_fail(RKNN_ERR_PARAM_INVALID, "quant types B %d / AC %d are not supported "
                          "for matmul type %d", info->B_quant_type, info->AC_quant_type,
                          (int)info->type);
@@ -383,6 +385,11 @@ static int per_channel(const mm_ctx* m) {
            m->info.B_quant_type == RKNN_QUANT_TYPE_PER_CHANNEL_ASYM;
 }
 
+static int symmetric_b(const mm_ctx* m) {
+    return m->info.B_quant_type == RKNN_QUANT_TYPE_PER_LAYER_SYM ||
+           m->info.B_quant_type == RKNN_QUANT_TYPE_PER_CHANNEL_SYM;
+}
+
 static int store_quant(mm_ctx* m, const rknn_quant_params* p) {
     int t = tensor_of(p->name);
     if (t < 0) return fake_fail(RKNN_ERR_PARAM_INVALID, "quant params name no matmul tensor");
@@ -397,6 +404,13 @@ static int store_quant(mm_ctx* m, const rknn_quant_params* p) {
         if (!(p->scale[i] > 0.0f) || !isfinite(p->scale[i]))
             return fake_fail(RKNN_ERR_PARAM_INVALID, "quant scale %d of %s is not positive", i,
                              p->name);
+    /* How the real runtime treats a B zero point under a SYM type is undocumented (it may
+     * ignore it), so the double refuses it: a binding must ask for the ASYM type. */
+    for (int i = 0; t == T_B && symmetric_b(m) && i < p->zp_len; i++)
+        if (p->zp[i] != 0)
+            return fake_fail(RKNN_ERR_PARAM_INVALID,
+                             "B zero point %d is %d but B_quant_type %d is symmetric", i,
+                             (int)p->zp[i], (int)m->info.B_quant_type);
     int32_t zp0 = p->zp_len ? p->zp[0] : 0;
     m->b_bytes = 0; /* zero points are folded into the unpacked B */
     if (t == T_A) {
@@ -564,11 +578,15 @@ static int compute(mm_ctx* m, const uint8_t* A, const uint8_t* B, uint8_t* C) {
             int32_t acc = 0; /* |acc| <= 255 * 255 * 10240 fits */
             for (int k = 0; k < K; k++) acc += ra[k] * rb[k];
             size_t at = c_index(m, M, N, i, j);
-            if (!quantized)
+            if (!quantized) {
                 ((int32_t*)C)[at] = acc;
-            else
-                ((int8_t*)C)[at] = saturate_int8(
-                    lrintf((float)acc * m->a_scale * m->b_scale[j] / m->c_scale) + m->c_zp);
+            } else {
+                /* Clamped first: lrintf of a value out of long's range is undefined, and
+                 * anything beyond +-1e9 saturates the same way. */
+                float v = (float)acc * m->a_scale * m->b_scale[j] / m->c_scale;
+                v = v < -1e9f ? -1e9f : v > 1e9f ? 1e9f : v;
+                ((int8_t*)C)[at] = saturate_int8(lrintf(v) + m->c_zp);
+            }
         }
     free(a);
     return RKNN_SUCC;
