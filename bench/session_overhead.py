@@ -25,7 +25,6 @@ Under aarch64 emulation (the lane of bench/aarch64_lane.py, built once):
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import platform
 import statistics
@@ -38,8 +37,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
 
 from fake_rknnrt import Dense, FakeModel, FakeRuntime, build_library  # noqa: E402
+from measure import rss_growth, time_calls  # noqa: E402
 
 import rkrt  # noqa: E402
 from rkrt._ffi import ffi  # noqa: E402
@@ -139,32 +140,12 @@ def timer_overhead_ns(n: int = 20000) -> float:
     return statistics.median(samples)
 
 
-def time_block(call: Callable[[], Any], n: int) -> list[int]:
-    clock = time.perf_counter_ns
-    samples = [0] * n
-    for i in range(n):
-        t0 = clock()
-        call()
-        samples[i] = clock() - t0
-    return samples
 
 
-def rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def rss_growth(call: Callable[[], Any], n: int) -> int:
+def rss_growth_after_warmup(call: Callable[[], Any], n: int) -> int:
     for _ in range(min(n, 2000)):
         call()
-    gc.collect()
-    before = rss_bytes()
-    for _ in range(n):
-        call()
-    gc.collect()
-    return rss_bytes() - before
+    return rss_growth(call, n)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -198,11 +179,13 @@ def main(argv: list[str] | None = None) -> dict:
         for b in range(args.blocks):
             order = names[b % len(names):] + names[: b % len(names)]
             for name in order:
-                s = time_block(lines[name], args.block_calls)
+                s = time_calls(lines[name], args.block_calls)
                 samples[name] += s
                 block_medians[name].append(statistics.median(s))
         overhead = timer_overhead_ns()
-        rss = {n: rss_growth(lines[n], args.rss_calls) for n in ("run", "run_out", "bind")}
+        rss = {
+            n: rss_growth_after_warmup(lines[n], args.rss_calls) for n in ("run", "run_out", "bind")
+        }
         fake.reset()
     finally:
         for obj in owned:

@@ -29,7 +29,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -39,6 +38,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+from measure import rss_growth, time_calls  # noqa: E402
+
 HEADER = REPO / "native_headers" / "rknn_api.h"
 ALL_LINES = ("floor", "run", "bind", "rknnlite")
 DEFAULT_LIBRARY = "/usr/lib/librknnrt.so"
@@ -243,31 +245,7 @@ def make_line(kind: str, model: BenchModel, library: str) -> Line:
 # --- measuring ----------------------------------------------------------------------------
 
 
-def time_calls(call: Callable[[], Any], n: int) -> list[int]:
-    """Per-call wall time in ns of n calls."""
-    clock = time.perf_counter_ns
-    samples = [0] * n
-    for i in range(n):
-        t0 = clock()
-        call()
-        samples[i] = clock() - t0
-    return samples
 
-
-def rss_bytes() -> int:
-    """Resident set size of this process (under qemu-user: the emulator's, guest included)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def rss_growth(call: Callable[[], Any], n: int) -> int:
-    """RSS after n more calls minus RSS before (both after a full collection)."""
-    gc.collect()
-    before = rss_bytes()
-    for _ in range(n):
-        call()
-    gc.collect()
-    return rss_bytes() - before
 
 
 class CallCounter:
