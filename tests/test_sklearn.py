@@ -1,8 +1,9 @@
-"""rkrt.sklearn on the test-double runtime: fitted scikit-learn models, converted as emit does.
+"""rkrt.sklearn on the test-double runtime: fitted scikit-learn models, converted by emit.
 
-Each model is built from a real fitted estimator's weights (the same graph emit's converters
-emit: softmax for multiclass, a [-z, z] head for binary, a sigmoid per label for multilabel,
-identity for regression and decision values), then compared with scikit-learn's own answers.
+Each model is built from emit's own lowering of a real fitted estimator (the dense layers
+its ONNX graph holds: softmax for multiclass, a [-z, z] head for binary, a sigmoid per label
+for multilabel, identity for regression and decision values), then compared with
+scikit-learn's own answers.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 from sklearn.svm import LinearSVC
 
 import rkrt.sklearn as rks
+from emit.converters import lower
 from rkrt.errors import ClosedError
 from rkrt.metadata import MetadataError, ModelMetadata, sidecar_path, write_sidecar
 
@@ -102,23 +104,11 @@ def fitted(name: str):
 
 
 def network(est) -> tuple[list[Dense], str, str, tuple | None]:
-    """Dense layers, task, outputs and classes, as emit's converters lower `est`."""
-    if isinstance(est, LinearSVC):
-        w, b = est.coef_.T, est.intercept_
-        if w.shape[1] == 1:
-            w, b = np.concatenate([-w, w], axis=1), np.concatenate([-b, b])
-        return [Dense(w, b, "identity")], "classifier", "decision", tuple(est.classes_.tolist())
-    *hidden, (w, b) = zip(est.coefs_, est.intercepts_)
-    layers = [Dense(w_, b_, _ACT[est.activation]) for w_, b_ in hidden]
-    if isinstance(est, SkMLPRegressor):
-        return layers + [Dense(w, b, "identity")], "regressor", "values", None
-    classes = tuple(np.asarray(est.classes_).tolist())
-    if est.out_activation_ == "softmax":
-        return layers + [Dense(w, b, "softmax")], "classifier", "probabilities", classes
-    if est.n_outputs_ == 1:
-        head = Dense(np.concatenate([-w, w], axis=1), np.concatenate([-b, b]), "sigmoid")
-        return layers + [head], "classifier", "probabilities", classes
-    return layers + [Dense(w, b, "sigmoid")], "multilabel", "probabilities", classes
+    """Dense layers, task, outputs and classes: emit's own lowering of `est`."""
+    lowered = lower(est).astype(np.float32)
+    layers = [Dense(layer.weight, layer.bias, layer.activation) for layer in lowered.layers]
+    spec = lowered.spec
+    return layers, spec.task, spec.outputs, spec.classes
 
 
 def metadata_of(est, batch_sizes) -> ModelMetadata:
