@@ -558,6 +558,9 @@ class Session:
                 result = []
                 for o in self._out_slots:
                     y, o.c.buf = next(o.results)
+                    # The C struct no longer points at the last out= array: forget it, or the
+                    # next run(out=[that array]) would skip re-pointing and write elsewhere.
+                    o.last = None
                     result.append(y)
             else:
                 result = [out] if type(out) is np.ndarray else list(out)

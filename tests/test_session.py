@@ -225,6 +225,20 @@ def test_out_writes_into_the_callers_arrays(rt) -> None:
         np.testing.assert_allclose(a, model.reference(x2)[0], **tolerance("float16"))
 
 
+def test_out_after_a_run_without_out_still_writes_into_the_callers_array(rt) -> None:
+    model = mlp()
+    x1, x2, x3 = (inputs_for(model, seed=seed)[0] for seed in (1, 2, 3))
+    y = np.zeros((1, 3), np.float32)
+    with rkrt.Session(model.to_bytes()) as s:
+        s.run(x1, out=[y])
+        (returned,) = s.run(x2)
+        kept = returned.copy()
+        s.run(x3, out=[y])
+        np.testing.assert_allclose(y, model.reference(x3)[0], **tolerance("float16"))
+        # ... and the array returned by the plain run is the caller's: never written again.
+        np.testing.assert_array_equal(returned, kept)
+
+
 def test_out_single_array_for_a_single_output(rt) -> None:
     model = mlp()
     x = inputs_for(model)[0]
