@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -12,6 +13,12 @@ import pytest
 from fake_rknnrt import Dense, FakeModel, FakeRuntime, build_library
 
 NO_LEAKS = {"contexts": 0, "mems": 0, "outputs": 0}
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux, no psutil: the board tests use it too)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 @functools.cache

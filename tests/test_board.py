@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 import pytest
+from rkrt_support import rss_bytes
 
 import rkrt
 
@@ -83,15 +84,7 @@ def test_many_calls_keep_memory_flat(board) -> None:
         xs = _inputs(s)
         for _ in range(2000):
             s.run(*xs)
-        rss = _rss()
+        rss = rss_bytes()
         for _ in range(20000):
             s.run(*xs)
-        assert _rss() - rss < 1 << 20
-
-
-def _rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+        assert rss_bytes() - rss < 1 << 20

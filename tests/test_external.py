@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 import rkrt_support
-from rkrt_support import NO_LEAKS, inputs_for, mlp
+from rkrt_support import NO_LEAKS, inputs_for, mlp, rss_bytes
 
 import rkrt
 from rkrt import external, lowlevel
@@ -406,11 +406,6 @@ def test_lowlevel_is_the_sessions_library(rt) -> None:
 # ---- many frames ----
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def test_ten_thousand_frames_flat_rss_and_nothing_left(rt, memfd) -> None:
     model = mlp((16, 32, 4), dtype="float16")
     frames = [inputs_for(model, seed=k)[0] for k in range(8)]
@@ -429,7 +424,7 @@ def test_ten_thousand_frames_flat_rss_and_nothing_left(rt, memfd) -> None:
                 run()
                 if k % 1000 == 999:
                     np.testing.assert_array_equal(y, want[k % 8])
-                    rss.append(_rss_bytes())
+                    rss.append(rss_bytes())
         del camera
     assert rss[-1] - rss[0] < 256 * 1024, [r - rss[0] for r in rss]
     assert rt.calls("rknn_run") == 10_000 + len(frames) and rt.calls("rknn_create_mem_from_fd") == 1

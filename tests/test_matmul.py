@@ -8,13 +8,11 @@ passes an unsafe call to the matmul API.
 from __future__ import annotations
 
 import gc
-import os
 import threading
 
 import numpy as np
-import psutil
 import pytest
-from rkrt_support import library, rt  # noqa: F401  (rt: the fixture)
+from rkrt_support import library, rss_bytes, rt  # noqa: F401  (rt: the fixture)
 
 import rkrt
 from rkrt.matmul import K_ALIGN, MAX_K, MatMul, split_k
@@ -153,17 +151,16 @@ def test_zero_copy_is_refused_when_k_is_split(rt) -> None:  # noqa: F811
 def test_b_reused_over_10k_runs_with_flat_memory_and_nothing_left(rt) -> None:  # noqa: F811
     rng = np.random.default_rng(8)
     a, b = _random_fp16_case(rng, 2, 64, 16)
-    proc = psutil.Process(os.getpid())
     with MatMul(2, 64, 16) as mm:
         mm.set_b(b)
         out = np.empty((2, 16), np.float32)
         expected = mm.run(a).copy()
         for _ in range(1000):
             mm.run(a, out=out)
-        rss = proc.memory_info().rss
+        rss = rss_bytes()
         for _ in range(10_000):
             mm.run(a, out=out)
-        growth = proc.memory_info().rss - rss
+        growth = rss_bytes() - rss
         assert rt.live() == {"contexts": 1, "mems": 3, "outputs": 0}
         np.testing.assert_array_equal(out, expected)
     assert growth < 1 << 20, f"RSS grew by {growth} bytes over 10^4 runs"

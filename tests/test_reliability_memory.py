@@ -12,10 +12,9 @@ import gc
 from typing import Callable
 
 import numpy as np
-import psutil
 import rkrt_support
 from fake_rknnrt import FakeRuntime
-from rkrt_support import inputs_for, mlp
+from rkrt_support import inputs_for, mlp, rss_bytes
 
 import rkrt
 
@@ -27,7 +26,7 @@ TOLERANCE = 384 * 1024
 
 def rss() -> int:
     gc.collect()
-    return psutil.Process().memory_info().rss
+    return rss_bytes()
 
 
 def growth(work: Callable[[int], None], warmup: int, count: int) -> int:
