@@ -210,23 +210,15 @@ def ensure_wheels() -> Path:
     wheels.mkdir(parents=True, exist_ok=True)
     platforms = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    # pip resolves for the guest, not for this host, in both steps.
+    guest = [
+        "--only-binary=:all:",
+        *("--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"),
+        *[arg for p in platforms for arg in ("--platform", p)],
+    ]
     _log(f"downloading aarch64 wheels {list(WHEELS)}")
     _run(
-        [
-            *pip,
-            "download",
-            "--only-binary=:all:",
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-            "--abi",
-            "cp311",
-            *[arg for p in platforms for arg in ("--platform", p)],
-            "-d",
-            str(wheels),
-            *WHEELS,
-        ],
+        [*pip, "download", *guest, "-d", str(wheels), *WHEELS],
         "pip download (aarch64 wheels)",
     )
     if site.exists():
@@ -235,20 +227,9 @@ def ensure_wheels() -> Path:
         [
             *pip,
             "install",
-            "--no-index",
-            "--find-links",
-            str(wheels),
-            "--no-compile",
-            "--only-binary=:all:",
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-            "--abi",
-            "cp311",
-            *[arg for p in platforms for arg in ("--platform", p)],
-            "--target",
-            str(site),
+            *("--no-index", "--find-links", str(wheels), "--no-compile"),
+            *guest,
+            *("--target", str(site)),
             *WHEELS,
         ],
         "pip install --target (aarch64 wheels)",
