@@ -7,8 +7,8 @@ from typing import Any, Callable
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
+from emit_support import ALLOWED_OPS, assert_close, run_onnx, sklearn_outputs
 from sklearn.base import BaseEstimator, clone
 from sklearn.datasets import make_classification, make_multilabel_classification, make_regression
 from sklearn.decomposition import PCA
@@ -32,20 +32,8 @@ import emit
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-ALLOWED_OPS = {"Gemm", "MatMul", "Add", "Relu", "Sigmoid", "Tanh", "Softmax"}
 ACTIVATIONS = ["identity", "logistic", "tanh", "relu"]
 N_SAMPLES = 80
-
-
-def assert_close(got: np.ndarray, expected: np.ndarray) -> None:
-    """Equal to 1e-5, relative to the output's scale: float32 keeps ~7 significant digits."""
-    scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * scale)
-
-
-def run_onnx(model: onnx.ModelProto, X: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"input": X})[0]
 
 
 def _data(kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -89,15 +77,7 @@ def _assert_matches_sklearn(estimator: Any, kind: str) -> np.ndarray:
     got = run_onnx(model, X32)
     info = emit.describe(estimator)
     assert got.shape == (len(X), info["n_outputs"])
-    if info["outputs"] == "probabilities":
-        expected = estimator.predict_proba(X)
-    elif info["outputs"] == "decision":
-        expected = estimator.decision_function(X)
-        if expected.ndim == 1:
-            expected = np.stack([-expected, expected], axis=1)
-    else:
-        expected = estimator.predict(X).reshape(len(X), -1)
-    assert_close(got, expected)
+    assert_close(got, sklearn_outputs(estimator, X))
     assert_close(got, emit.reference_outputs(estimator, X))
     _assert_labels_match(estimator, info, got, X)
     return got

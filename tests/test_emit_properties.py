@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+from emit_support import ALLOWED_OPS, assert_close, run_onnx, sklearn_outputs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.decomposition import PCA
@@ -25,7 +25,6 @@ TASKS = ["binary", "multiclass", "multilabel", "regression", "multioutput"]
 ACTIVATIONS = ["identity", "logistic", "tanh", "relu"]
 STEPS = ["standard", "minmax", "maxabs", "pca", "pca-whiten"]
 N_SAMPLES = 40
-ALLOWED_OPS = {"Gemm", "MatMul", "Add", "Relu", "Sigmoid", "Tanh", "Softmax"}
 
 
 @dataclass(frozen=True)
@@ -120,17 +119,5 @@ def test_onnxruntime_equals_estimator(case: Case) -> None:
     model = emit.to_onnx(estimator, batch_size=len(X_test))
     onnx.checker.check_model(model)
     assert {node.op_type for node in model.graph.node} <= ALLOWED_OPS
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"input": X_test.astype(np.float32)})[0]
-
-    info = emit.describe(estimator)
-    if info["outputs"] == "probabilities":
-        expected = estimator.predict_proba(X_test)
-    elif info["outputs"] == "decision":
-        expected = estimator.decision_function(X_test)
-        if expected.ndim == 1:
-            expected = np.stack([-expected, expected], axis=1)
-    else:
-        expected = estimator.predict(X_test).reshape(len(X_test), -1)
-    scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * scale)
+    got = run_onnx(model, X_test.astype(np.float32))
+    assert_close(got, sklearn_outputs(estimator, X_test))
