@@ -34,6 +34,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import emit
+import rkrt
 from emit.converters import lower
 from rkrt import sklearn as board
 from rkrt.metadata import write_sidecar
@@ -191,9 +192,13 @@ def run_on_emulated_board(converted: List[Converted]) -> None:
             agree = float(np.mean(predicted == expected))
             print(f"  {name:14s} {len(X)} rows: {agree:.1%} of labels equal scikit-learn's; "
                   f"{len(X)} rows at once == row at a time: {same_chunked}")
+    wheel = f"rkrt-{rkrt.__version__}-py3-none-any.whl"
     print(
-        "\nOn a board (aarch64, librknnrt.so installed), copy a model and its sidecar, then:\n"
-        "  pip install ./rkrt          # a clone of this repository: installs numpy + cffi only\n"
+        "\nOn a board (aarch64, librknnrt.so installed): here, `make wheel` leaves "
+        f"dist/{wheel};\ncopy it with a model and its sidecar ({OUT_DIR}/digits_fp16.rknn and "
+        "digits_fp16.rknn.json), then on the board:\n"
+        f"  pip install {wheel}   # installs numpy and cffi, nothing else\n"
+        "  (or, from a clone of this repository on the board: pip install .)\n"
         "  python -c \"from rkrt import sklearn; m = sklearn.load('digits_fp16.rknn'); "
         "print(m.predict([[0.0] * 64]))\"\n"
         "  python -m rkrt info digits_fp16.rknn\n"

@@ -11,15 +11,14 @@ _HEADER = "rknn_api.h"
 
 
 def header_path() -> Path:
-    """Where rknn_api.h is: inside the installed package, else the source tree's native_headers/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "native_headers" / _HEADER, here.parent / "native_headers" / _HEADER):
-        if candidate.is_file():
-            return candidate
-    raise ImportError(
-        f"rkrt cannot find its ABI declaration {_HEADER} (looked in {here / 'native_headers'} and "
-        f"{here.parent / 'native_headers'}); reinstall rkrt"
-    )
+    """Where rknn_api.h is: rkrt/native_headers/, package data in a wheel, a link in the tree."""
+    path = Path(__file__).resolve().parent / "native_headers" / _HEADER
+    if not path.is_file():
+        raise ImportError(
+            f"rkrt cannot find its ABI declaration {path}: the installation is incomplete; "
+            "reinstall it (pip install --force-reinstall with the wheel or the clone)"
+        )
+    return path
 
 
 HEADER_TEXT = header_path().read_text()

@@ -1,4 +1,4 @@
-"""The official layout facts (shared/rknn-abi/*.json), and checks of a cffi FFI against them."""
+"""The official layout facts (tests/abi/*.json, see its README), and checks of a cffi FFI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-ABI_DIR = Path(__file__).resolve().parents[2] / "shared" / "rknn-abi"
+ABI_DIR = Path(__file__).resolve().parent / "abi"
 
 
 def load_layout(name: str) -> dict[str, Any]:
@@ -17,7 +17,7 @@ def load_layout(name: str) -> dict[str, Any]:
     path = ABI_DIR / name
     if not path.is_file():  # pragma: no cover
         raise pytest.UsageError(
-            f"{path} is missing: the layout oracle must sit in shared/ beside the clone"
+            f"{path} is missing: the layout oracles are files of the project (tests/abi/)"
         )
     return json.loads(path.read_text())
 

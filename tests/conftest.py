@@ -9,6 +9,23 @@ from pathlib import Path
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The installed lane (make test-numpy2) must test the wheel: an import that silently falls
+    # back to the source tree would hide a module the wheel lacks.
+    if os.environ.get("RKRT_TEST_INSTALLED") != "1":
+        return
+    for package in ("rkrt", "emit"):
+        spec = importlib.util.find_spec(package)
+        origin = Path(spec.origin).resolve() if spec and spec.origin else None
+        if origin is None or origin.parent == REPO / package:
+            raise pytest.UsageError(
+                f"RKRT_TEST_INSTALLED=1 but {package} is imported from {origin}, not from an "
+                "installed wheel: install dist/rkrt-*.whl (make wheel) and run the venv's "
+                "`pytest` script, not `python -m pytest` (which puts the cwd on sys.path)"
+            )
 
 
 def _toolkit_available() -> bool:

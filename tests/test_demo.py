@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import rkrt
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -27,3 +29,7 @@ def test_demo_converts_verifies_and_predicts_on_the_emulated_board() -> None:
     # Four models (digits, diabetes x fp16, int8), each chunked == row at a time.
     assert board.count("== row at a time: True") == 4
     assert "python -m rkrt info" in board
+    # The board instructions name the wheel `make wheel` builds (tests/test_packaging.py checks
+    # that name against the built wheel).
+    assert "`make wheel` leaves dist/" in board
+    assert f"pip install rkrt-{rkrt.__version__}-py3-none-any.whl" in board
