@@ -11,6 +11,7 @@ from .cores import CoreMask, detect_soc
 from .errors import (
     ClosedError,
     DTypeError,
+    Error,
     MissingSymbolError,
     RKNNError,
     RuntimeNotFoundError,
@@ -40,6 +41,7 @@ __all__ = [
     "ClosedError",
     "CoreMask",
     "DTypeError",
+    "Error",
     "IOBinding",
     "MatMul",
     "MatMulBinding",

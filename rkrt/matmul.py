@@ -34,7 +34,7 @@ import numpy as np
 from ._ffi import DEFINES as CORE_DEFINES
 from ._matmul_ffi import DEFINES, MatmulRuntime, enum, ffi, matmul_runtime
 from .cores import CoreMask, MaskLike, detect_soc, validate_mask
-from .errors import ClosedError, DTypeError, RKNNError, ShapeError, check
+from .errors import ClosedError, DTypeError, ShapeError, check, created
 from .library import PathLike, Runtime, load
 from .tensor import TYPES
 
@@ -282,9 +282,8 @@ class _Resources:
         self.mems: list[tuple[int, Any]] = []
 
     def create_mem(self, handle: int, size: int) -> Any:
-        mem = self.mm.core.symbol("rknn_create_mem")(handle, size)
-        if mem == _NULL:
-            raise RKNNError(CORE_DEFINES["RKNN_ERR_MALLOC_FAIL"], "rknn_create_mem")
+        create = self.mm.core.symbol("rknn_create_mem")
+        mem = created(create(handle, size), "rknn_create_mem", "RKNN_ERR_MALLOC_FAIL")
         self.mems.append((handle, mem))
         return mem
 
