@@ -25,9 +25,8 @@ from emit.export import describe, to_onnx
 from emit.placement import Placement, parse_placement
 from emit.toolkit import Toolkit, check_target_platform, toolkit_version
 from emit.verify import Accuracy, Tolerance, default_sample, enforce, measure
-from rkrt.metadata import ModelMetadata, file_sha256, write_sidecar
+from rkrt.metadata import ModelMetadata, PathLike, file_sha256, write_sidecar
 
-PathLike = Union[str, os.PathLike]
 # Verification runs at most this many rows (evenly spaced through the given ones).
 MAX_VERIFY_ROWS = 1024
 

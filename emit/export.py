@@ -18,7 +18,6 @@ Output semantics (one float32 output "output" of shape (batch_size, n_outputs)):
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ import onnx
 from emit.checks import check_finite
 from emit.converters import lower
 from emit.graph import MAX_OPSET, MIN_OPSET, build_model
+from rkrt.metadata import positive_int
 
 
 def to_onnx(estimator: Any, *, batch_size: int = 1, opset: int = 13) -> onnx.ModelProto:
@@ -42,8 +42,8 @@ def to_onnx(estimator: Any, *, batch_size: int = 1, opset: int = 13) -> onnx.Mod
     graph, `NotFittedError` for unfitted ones and `NonFiniteWeightsError` when a
     weight is NaN or infinite in float32.
     """
-    batch_size = _positive_int("batch_size", batch_size)
-    opset = _positive_int("opset", opset)
+    batch_size = positive_int("batch_size", batch_size)
+    opset = positive_int("opset", opset)
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(
             f"opset={opset} is not supported: rknn-toolkit2 converts opsets "
@@ -92,14 +92,3 @@ def reference_outputs(estimator: Any, X: Any) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     return values.reshape(len(values), -1)
 
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {value!r}") from None
-    if number < 1:
-        raise ValueError(f"{name} must be at least 1, got {number}")
-    return number

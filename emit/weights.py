@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import os
 from importlib import metadata as importlib_metadata
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from emit._version import __version__
 from emit.errors import NonFiniteWeightsError, NotFittedError, UnsupportedModelError
 from emit.export import describe
-from rkrt.metadata import ModelMetadata
+from rkrt.metadata import ModelMetadata, PathLike
 from rkrt.weights_mlp import FORMAT
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 def export_weights(estimator: Any, path: PathLike) -> str:

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 import numpy as np
 
 from ._ffi import DEFINES, ffi
+from .arguments import PathLike
 from .binding import IOBinding
 from .context import CLOSED, ZERO_COPY, Context
 from .cores import CoreMask, MaskLike, detect_soc, validate_mask
 from .errors import RKNNError, check
 from .general import CAST_MODES, GeneralRunner
-from .library import PathLike, Runtime, load
+from .library import Runtime, load
 from .tensor import TensorSpec
 
 if TYPE_CHECKING:

@@ -40,11 +40,10 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from .arguments import PathLike
 from .cores import CoreMask, MaskLike
 from .metadata import MetadataError, ModelMetadata, read_sidecar, sidecar_path
 from .session import Session
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 # scikit-learn's threshold on per-label probabilities (LabelBinarizer.inverse_transform).
 _MULTILABEL_THRESHOLD = {"probabilities": 0.5, "decision": 0.0}

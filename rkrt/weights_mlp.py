@@ -18,12 +18,12 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from .arguments import PathLike
 from .cores import CoreMask, MaskLike
 from .matmul import MatMul
 from .metadata import ModelMetadata
 from .sklearn import MLPClassifier, MLPRegressor, _validate, plan_batches
 
-PathLike = Union[str, "os.PathLike[str]"]
 FORMAT = "rkrt-mlp-weights/1"
 DEFAULT_BATCH_SIZES = (1, 32)
 
