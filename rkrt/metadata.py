@@ -44,6 +44,8 @@ import numpy as np
 from .arguments import PathLike, positive_int  # noqa: F401
 
 FORMAT = "rkrt-model"
+# The .npz of an MLP's weights (emit.export_weights -> rkrt.weights_mlp).
+WEIGHTS_FORMAT = "rkrt-mlp-weights/1"
 SCHEMA_VERSION = 1
 SIDECAR_SUFFIX = ".json"
 CUSTOM_STRING_MAX_BYTES = 1023  # rknn_custom_string is char[1024], NUL included

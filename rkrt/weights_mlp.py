@@ -21,10 +21,10 @@ import numpy as np
 from .arguments import PathLike
 from .cores import CoreMask, MaskLike
 from .matmul import MatMul
+from .metadata import WEIGHTS_FORMAT as FORMAT
 from .metadata import ModelMetadata
 from .sklearn import MLPClassifier, MLPRegressor, _validate, plan_batches
 
-FORMAT = "rkrt-mlp-weights/1"
 DEFAULT_BATCH_SIZES = (1, 32)
 
 
