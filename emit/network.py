@@ -14,7 +14,7 @@ from typing import Any, Optional
 import numpy as np
 
 from rkrt.metadata import OUTPUTS as OUTPUT_KINDS
-from rkrt.metadata import TASKS
+from rkrt.metadata import TASKS, Preparation
 
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "softmax")
 
@@ -102,10 +102,15 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class Network:
-    """Dense layers applied in order to a (batch, n_features_in) input, and their meaning."""
+    """Dense layers applied in order to a (batch, n_features_in) input, and their meaning.
+
+    `preparation` is what the board does to X before the first layer (None: X goes in as
+    it is); `n_features_in` is the first layer's width, after it.
+    """
 
     layers: tuple[Dense, ...]
     spec: OutputSpec
+    preparation: Optional[Preparation] = None
 
     def __post_init__(self) -> None:
         if not self.layers:

@@ -8,7 +8,6 @@ read labels or values from the output the same way over either (see rkrt.sklearn
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from .arguments import PathLike
 from .compiled import CompiledModel
 from .cores import CoreMask, MaskLike
+from .feature_names import check_feature_names
 from .metadata import ModelMetadata
 
 # The row counts of a forward pass that has no compiled ones (rkrt.weights_mlp).
@@ -115,8 +115,8 @@ class NPUEstimator:
 
     @property
     def n_features_in_(self) -> int:
-        """Number of features the model takes."""
-        return self._metadata.n_features_in
+        """Number of features X must have (before any board-side preparation)."""
+        return self._metadata.n_inputs
 
     @property
     def feature_names_in_(self) -> np.ndarray:
@@ -151,7 +151,12 @@ class NPUEstimator:
     # --- computing ---------------------------------------------------------------------
     def _forward(self, X: Any) -> np.ndarray:
         """The model's raw output for every row of X: float32 (n_rows, output width)."""
-        return run_batched(self._model, _validate(X, self._metadata, type(self).__name__))
+        name = type(self).__name__
+        preparation = self._metadata.preparation
+        if preparation is None:
+            return run_batched(self._model, _validate(X, self._metadata, name))
+        # Selection, imputation and encoding in numpy, as scikit-learn would do them.
+        return run_batched(self._model, _check_finite(preparation.transform(X, name=name), name))
 
 
 class MLPClassifier(NPUEstimator):
@@ -225,7 +230,7 @@ class MLPRegressor(NPUEstimator):
 
 def _validate(X: Any, metadata: ModelMetadata, name: str) -> np.ndarray:
     """X as a C-contiguous float32 (n_rows, n_features) array, checked like scikit-learn."""
-    _check_feature_names(X, metadata.feature_names_in, name)
+    check_feature_names(X, metadata.feature_names_in, name)
     if hasattr(X, "tocsr") or hasattr(X, "toarray"):
         raise TypeError(f"{name} does not take sparse input; convert it with X.toarray()")
     x = np.asarray(X)
@@ -249,61 +254,12 @@ def _validate(X: Any, metadata: ModelMetadata, name: str) -> np.ndarray:
         )
     with np.errstate(over="ignore"):
         x32 = np.ascontiguousarray(x, dtype=np.float32)
-    if x32.dtype.kind == "f" and not np.isfinite(x32).all():
+    return _check_finite(x32, name)
+
+
+def _check_finite(x32: np.ndarray, name: str) -> np.ndarray:
+    if not np.isfinite(x32).all():
         if np.isnan(x32).any():
             raise ValueError(f"Input X contains NaN. {name} does not accept missing values.")
         raise ValueError("Input X contains infinity or a value too large for dtype('float32').")
     return x32
-
-
-def _check_feature_names(X: Any, fitted: Optional[tuple[str, ...]], name: str) -> None:
-    given = _feature_names(X)
-    if given is None and fitted is None:
-        return
-    if given is None:
-        warnings.warn(
-            f"X does not have valid feature names, but {name} was fitted with feature names",
-            UserWarning,
-            stacklevel=5,
-        )
-        return
-    if fitted is None:
-        warnings.warn(
-            f"X has feature names, but {name} was fitted without feature names",
-            UserWarning,
-            stacklevel=5,
-        )
-        return
-    if tuple(given) == fitted:
-        return
-    message = "The feature names should match those that were passed during fit.\n"
-    unseen = [n for n in given if n not in fitted]
-    missing = [n for n in fitted if n not in given]
-    if unseen:
-        message += "Feature names unseen at fit time:\n" + "".join(f"- {n}\n" for n in unseen)
-    if missing:
-        message += "Feature names seen at fit time, yet now missing:\n" + "".join(
-            f"- {n}\n" for n in missing
-        )
-    if not unseen and not missing:
-        message += "Feature names must be in the same order as they were in fit.\n"
-    raise ValueError(message)
-
-
-def _feature_names(X: Any) -> Optional[list[str]]:
-    """String column names of a DataFrame-like X (as scikit-learn), else None."""
-    columns = getattr(X, "columns", None)
-    if columns is None:
-        return None
-    names = list(columns)
-    string_names = [isinstance(n, str) for n in names]
-    if names and all(string_names):
-        return names
-    if any(string_names):
-        kinds = sorted({type(n).__name__ for n in names})
-        raise TypeError(
-            "Feature names are only supported if all input features have string names, "
-            f"but your input has {kinds} as feature name / column name types. Convert them "
-            "all to strings, e.g. X.columns = X.columns.astype(str)."
-        )
-    return None

@@ -22,6 +22,13 @@ n_features_in, batch_sizes, quantization) do not fit, :meth:`to_custom_string`
 raises. ``sha256`` never goes into the custom string (a file cannot contain
 its own hash).
 
+Models whose pipeline starts with board-side steps (column selection, imputation,
+category encoding) carry a ``preparation`` (see :mod:`rkrt.preparation`), written
+only when present, so sidecars of other models read as before. It is never dropped
+from the custom string: when it does not fit there, the custom string says
+``"preparation": "sidecar"`` and reading it asks for the sidecar, since a model
+run without its preparation gives wrong answers.
+
 Sidecars written by scirknn (keys ``input_shape``, ``output_shape``,
 ``classes``, ``mode``) are read too. That format cannot tell a multilabel
 classifier from a multiclass one, so scirknn classifiers are read as
@@ -42,6 +49,18 @@ import numpy as np
 
 # PathLike and positive_int are re-exported: this module is all that emit takes from rkrt.
 from .arguments import PathLike, positive_int  # noqa: F401
+
+# The preparation description emit writes (re-exported: this module is emit's seam).
+from .preparation import (  # noqa: F401
+    UNKNOWN_ERROR,
+    UNKNOWN_ZEROS,
+    Branch,
+    Impute,
+    OneHot,
+    Ordinal,
+    Preparation,
+    Select,
+)
 
 FORMAT = "rkrt-model"
 # The .npz of an MLP's weights (emit.export_weights -> rkrt.weights_mlp).
@@ -73,6 +92,10 @@ _ESSENTIAL_KEYS = (
     "quantization",
 )
 _SIDECAR_KEYS = _ESSENTIAL_KEYS + CUSTOM_STRING_DROP_ORDER + ("sha256",)
+# Keys that may be absent from a sidecar too (written only when the model has one).
+_OPTIONAL_KEYS = ("preparation",)
+# The custom string's stand-in for a preparation too long to fit in it.
+PREPARATION_IN_SIDECAR = "sidecar"
 _SCIRKNN_KEYS = ("input_shape", "output_shape", "mode")
 
 Label = Union[bool, int, float, str]
@@ -105,6 +128,7 @@ class ModelMetadata:
     versions: Mapping[str, str] = field(default_factory=dict)
     sha256: Optional[str] = None
     verification: Optional[Mapping[str, Any]] = None
+    preparation: Optional[Preparation] = None
 
     def __post_init__(self) -> None:
         # Normalise container types first so validation sees plain Python values.
@@ -145,11 +169,15 @@ class ModelMetadata:
             for k, v in self._as_dict().items()
             if k in _ESSENTIAL_KEYS or (k != "sha256" and v not in (None, {}))
         }
-        for key in (None,) + CUSTOM_STRING_DROP_ORDER:
-            data.pop(key, None)
-            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-            if len(text.encode("utf-8")) <= CUSTOM_STRING_MAX_BYTES:
-                return text
+        # The full preparation at every drop level first: dropping it costs a sidecar.
+        forms = (None, PREPARATION_IN_SIDECAR) if "preparation" in data else (None,)
+        for form in forms:
+            trial = dict(data) if form is None else {**data, "preparation": form}
+            for key in (None,) + CUSTOM_STRING_DROP_ORDER:
+                trial.pop(key, None)
+                text = json.dumps(trial, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                if len(text.encode("utf-8")) <= CUSTOM_STRING_MAX_BYTES:
+                    return text
         raise MetadataError(
             f"the model's essential metadata takes {len(text.encode('utf-8'))} bytes but the "
             f"custom string holds at most {CUSTOM_STRING_MAX_BYTES}: too many or too long "
@@ -166,9 +194,21 @@ class ModelMetadata:
                 f"put its sidecar (MODEL.rknn{SIDECAR_SUFFIX}) next to it"
             )
         data = _load_object(text, source)
+        if data.get("preparation") == PREPARATION_IN_SIDECAR:
+            raise MetadataError(
+                f"{source}: the model prepares its input on the board (column selection, "
+                "imputation, encoding) and that description is too long for the custom "
+                f"string: put its sidecar (MODEL.rknn{SIDECAR_SUFFIX}) next to it"
+            )
         return _from_dict(data, source, required=_ESSENTIAL_KEYS)
 
+    @property
+    def n_inputs(self) -> int:
+        """How many columns X has: the preparation's input, else the model's."""
+        return self.n_features_in if self.preparation is None else self.preparation.n_features_in
+
     def _as_dict(self) -> dict[str, Any]:
+        optional = {} if self.preparation is None else {"preparation": self.preparation.to_dict()}
         return {
             "format": FORMAT,
             "schema_version": SCHEMA_VERSION,
@@ -186,6 +226,7 @@ class ModelMetadata:
             "estimator": self.estimator,
             "target_platform": self.target_platform,
             "sha256": self.sha256,
+            **optional,
         }
 
 
@@ -269,7 +310,7 @@ def _from_dict(data: dict[str, Any], source: str, *, required: tuple[str, ...]) 
     missing = [k for k in required if k not in data]
     if missing:
         raise MetadataError(f"{source}: missing key(s) {', '.join(missing)}")
-    unknown = sorted(set(data) - set(_SIDECAR_KEYS))
+    unknown = sorted(set(data) - set(_SIDECAR_KEYS + _OPTIONAL_KEYS))
     if unknown:
         raise MetadataError(
             f"{source}: unknown key(s) {', '.join(unknown)} for schema version {SCHEMA_VERSION}"
@@ -277,6 +318,11 @@ def _from_dict(data: dict[str, Any], source: str, *, required: tuple[str, ...]) 
     fields = {k: v for k, v in data.items() if k not in ("format", "schema_version")}
     if fields.get("versions") is None:
         fields.pop("versions", None)
+    try:
+        if fields.get("preparation") is not None:
+            fields["preparation"] = Preparation.from_dict(fields["preparation"])
+    except ValueError as exc:
+        raise MetadataError(f"{source}: invalid preparation: {exc}") from None
     try:
         return ModelMetadata(**fields)
     except MetadataError as exc:
@@ -363,12 +409,25 @@ def _problem(m: ModelMetadata) -> Optional[str]:
             )
         if len(set(m.classes)) != len(m.classes):
             return f"classes contain duplicates: {list(m.classes)!r}"
+    if m.preparation is not None:
+        if not isinstance(m.preparation, Preparation):
+            return f"preparation must be an rkrt.preparation.Preparation, got {m.preparation!r}"
+        if m.preparation.n_features_out != m.n_features_in:
+            return (
+                f"the preparation outputs {m.preparation.n_features_out} features but the "
+                f"model takes {m.n_features_in}"
+            )
+        if m.feature_names_in is not None and m.preparation.feature_names_in not in (
+            None,
+            m.feature_names_in,
+        ):
+            return "feature_names_in differ from the preparation's"
     if m.feature_names_in is not None and (
         not isinstance(m.feature_names_in, tuple)
-        or len(m.feature_names_in) != m.n_features_in
+        or len(m.feature_names_in) != m.n_inputs
         or not all(isinstance(n, str) for n in m.feature_names_in)
     ):
-        return f"feature_names_in must be {m.n_features_in} strings, got {m.feature_names_in!r}"
+        return f"feature_names_in must be {m.n_inputs} strings, got {m.feature_names_in!r}"
     if (
         not isinstance(m.batch_sizes, tuple)
         or not m.batch_sizes

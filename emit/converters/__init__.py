@@ -3,16 +3,18 @@
 Importing this package registers every converter.
 """
 
-from emit.converters import linear, mlp, pipeline, preprocessing
+from emit.converters import columns, linear, mlp, pipeline, preprocessing
 from emit.converters.registry import (
     lower,
     lower_transform,
     register,
+    register_board,
     register_transform,
     supported,
 )
 
 __all__ = [
+    "columns",
     "linear",
     "lower",
     "lower_transform",
@@ -20,6 +22,7 @@ __all__ = [
     "pipeline",
     "preprocessing",
     "register",
+    "register_board",
     "register_transform",
     "supported",
 ]
