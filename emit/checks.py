@@ -91,11 +91,15 @@ def float16_overflows(network: Network, example_input: Optional[Any] = None) -> 
     for index, layer in enumerate(network.layers):
         linear = activation @ layer.weight + layer.bias
         # Relu, Sigmoid, Tanh and Softmax never exceed their input's magnitude (or 1),
-        # so each Gemm output bounds its layer.
+        # so each Gemm output bounds its layer; Exp (a log link's inverse) is checked too.
         peak = _peak(linear)
         if peak > FLOAT16_MAX:
             problems.append(f"{layer_name(index)}.gemm output reaches {peak:.4g} on the examples")
-        activation = _activate(linear, layer.activation)
+        with np.errstate(over="ignore"):
+            activation = _activate(linear, layer.activation)
+        peak = _peak(activation)
+        if layer.activation == "exp" and peak > FLOAT16_MAX:
+            problems.append(f"{layer_name(index)}.exp output reaches {peak:.4g} on the examples")
     return problems
 
 
@@ -109,6 +113,8 @@ def _activate(values: np.ndarray, activation: str) -> np.ndarray:
     if activation == "softmax":
         shifted = np.exp(values - values.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
+    if activation == "exp":
+        return np.exp(values)
     return values
 
 

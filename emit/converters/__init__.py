@@ -3,7 +3,7 @@
 Importing this package registers every converter.
 """
 
-from emit.converters import columns, linear, mlp, pipeline, preprocessing
+from emit.converters import columns, linear, mlp, pipeline, preprocessing, targets
 from emit.converters.registry import (
     lower,
     lower_transform,
@@ -25,4 +25,5 @@ __all__ = [
     "register_board",
     "register_transform",
     "supported",
+    "targets",
 ]

@@ -1,4 +1,4 @@
-"""Linear models: one dense layer holding coef_ and intercept_."""
+"""Linear models: one dense layer holding coef_ and intercept_ (and a link the NPU has)."""
 
 from __future__ import annotations
 
@@ -6,33 +6,93 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import (
+    ARDRegression,
+    BayesianRidge,
     ElasticNet,
+    GammaRegressor,
+    HuberRegressor,
     Lasso,
     LinearRegression,
     LogisticRegression,
+    LogisticRegressionCV,
+    PassiveAggressiveClassifier,
+    PassiveAggressiveRegressor,
+    Perceptron,
+    PoissonRegressor,
+    QuantileRegressor,
     Ridge,
+    RidgeClassifier,
+    RidgeClassifierCV,
     SGDClassifier,
     SGDRegressor,
+    TheilSenRegressor,
+    TweedieRegressor,
 )
 from sklearn.svm import LinearSVC, LinearSVR
 
-from emit.converters.heads import classifier_spec, mirrored_binary
+from emit.converters.heads import classes_of, classifier_spec, mirrored_binary
 from emit.converters.registry import register
+from emit.errors import UnsupportedModelError
 from emit.network import Dense, Network, OutputSpec
 
+# predict = inverse link of (X @ coef_ + intercept_): the links with an NPU op.
+_GLM_LINKS = {"IdentityLink": "identity", "LogLink": "exp"}
 
-@register(LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor, LinearSVR)
+
+@register(
+    LinearRegression,
+    Ridge,
+    Lasso,
+    ElasticNet,
+    SGDRegressor,
+    LinearSVR,
+    PassiveAggressiveRegressor,
+    HuberRegressor,
+    BayesianRidge,
+    ARDRegression,
+    TheilSenRegressor,
+    QuantileRegressor,
+)
 def convert_linear_regressor(model: Any) -> Network:
-    weight, bias = _weight_and_bias(model)
-    spec = OutputSpec(task="regressor", outputs="values", classes=None, n_outputs=bias.size)
-    return Network(layers=(Dense(weight, bias, "identity"),), spec=spec)
+    """predict: X @ coef_ + intercept_ (BayesianRidge/ARDRegression: the posterior mean)."""
+    return _regressor(model, "identity")
 
 
-@register(LogisticRegression)
-def convert_logistic_regression(model: LogisticRegression) -> Network:
-    """Probabilities: a sigmoid for two classes, a softmax (multinomial) for more."""
+@register(PoissonRegressor, GammaRegressor, TweedieRegressor)
+def convert_glm(model: Any) -> Network:
+    """predict: the inverse link of X @ coef_ + intercept_, exp for the log link."""
+    link = type(model._base_loss.link).__name__
+    if link not in _GLM_LINKS:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} with link {link} has no NPU op for its inverse; emit "
+            "converts the log link (exp) and the identity link"
+        )
+    return _regressor(model, _GLM_LINKS[link])
+
+
+@register(LogisticRegression, LogisticRegressionCV, LinearDiscriminantAnalysis)
+def convert_logistic_regression(model: Any) -> Network:
+    """Probabilities: a sigmoid for two classes, a softmax (multinomial) for more.
+
+    LinearDiscriminantAnalysis computes predict_proba from its decision function the
+    same way (expit for two classes, softmax otherwise).
+    """
     return _classifier(model, probabilistic=True)
+
+
+@register(RidgeClassifier, RidgeClassifierCV, Perceptron, PassiveAggressiveClassifier)
+def convert_decision_classifier(model: Any) -> Network:
+    """decision_function values; a multilabel RidgeClassifier thresholds each at 0."""
+    binarizer = getattr(model, "_label_binarizer", None)
+    if binarizer is not None and binarizer.y_type_.startswith("multilabel"):
+        weight, bias = _weight_and_bias(model)
+        spec = OutputSpec(
+            task="multilabel", outputs="decision", classes=classes_of(model), n_outputs=bias.size
+        )
+        return Network(layers=(Dense(weight, bias, "identity"),), spec=spec)
+    return _classifier(model, probabilistic=False)
 
 
 @register(SGDClassifier)
@@ -50,6 +110,12 @@ def convert_sgd_classifier(model: SGDClassifier) -> Network:
 def convert_linear_svc(model: LinearSVC) -> Network:
     """decision_function values."""
     return _classifier(model, probabilistic=False)
+
+
+def _regressor(model: Any, activation: str) -> Network:
+    weight, bias = _weight_and_bias(model)
+    spec = OutputSpec(task="regressor", outputs="values", classes=None, n_outputs=bias.size)
+    return Network(layers=(Dense(weight, bias, activation),), spec=spec)
 
 
 def _classifier(model: Any, *, probabilistic: bool) -> Network:

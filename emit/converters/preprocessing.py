@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
-from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
 from emit.converters.registry import register_transform
 from emit.errors import UnsupportedModelError
@@ -21,6 +21,15 @@ def convert_standard_scaler(scaler: StandardScaler) -> Affine:
     mean = _float64(scaler.mean_) if scaler.with_mean else np.zeros(n)
     inverse_scale = 1.0 / _float64(scaler.scale_) if scaler.with_std else np.ones(n)
     return Affine(inverse_scale, -mean * inverse_scale)
+
+
+@register_transform(RobustScaler)
+def convert_robust_scaler(scaler: RobustScaler) -> Affine:
+    """(x - center_) / scale_, either part absent when disabled."""
+    n = scaler.n_features_in_
+    center = _float64(scaler.center_) if scaler.with_centering else np.zeros(n)
+    inverse_scale = 1.0 / _float64(scaler.scale_) if scaler.with_scaling else np.ones(n)
+    return Affine(inverse_scale, -center * inverse_scale)
 
 
 @register_transform(MinMaxScaler)
