@@ -1,8 +1,9 @@
 """emit: scikit-learn estimators to ONNX graphs of NPU-friendly ops, and to .rknn models.
 
-scikit-learn -> ONNX: `to_onnx`, `describe`, `reference_outputs`, `check_numerics` and the
-converter registry. ONNX -> .rknn with rknn-toolkit2: `convert` and its `ConversionReport`,
-`Tolerance`, the placement report and the errors (`python -m emit` is the CLI).
+scikit-learn -> ONNX: `to_onnx`, `to_preparation` (the board-side part), `describe`,
+`reference_outputs`, `check_numerics` and the converter registry. ONNX -> .rknn with
+rknn-toolkit2: `convert` and its `ConversionReport`, `Tolerance`, the placement report and
+the errors (`python -m emit` is the CLI).
 """
 
 from emit._version import __version__
@@ -17,7 +18,7 @@ from emit.errors import (
     NotFittedError,
     UnsupportedModelError,
 )
-from emit.export import describe, reference_outputs, to_onnx
+from emit.export import describe, reference_outputs, to_onnx, to_preparation
 from emit.placement import Layer, Placement
 from emit.toolkit import ToolkitError, supported_platforms
 from emit.verify import Accuracy, Tolerance, VerificationError, VerificationWarning
@@ -50,4 +51,5 @@ __all__ = [
     "supported",
     "supported_platforms",
     "to_onnx",
+    "to_preparation",
 ]

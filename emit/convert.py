@@ -108,6 +108,11 @@ def convert(
       compare with the estimator (on at most 1024 rows, evenly spaced); a `Tolerance` sets
       the thresholds or asks for a warning instead of `VerificationError`. The files are
       only written once verification passes.
+    - A pipeline starting with board-side steps (ColumnTransformer, imputers, encoders;
+      see `to_preparation`) takes `dataset` and `example_input` as the estimator does
+      (a DataFrame, say): the simulator gets their preparation, the estimator the rows
+      themselves, so the accuracy is end to end. Such a model needs `example_input` or
+      `dataset` to verify on.
 
     Raises `UnsupportedModelError` for estimators emit cannot convert, `ToolkitError` when
     rknn-toolkit2 fails, `VerificationError`, and ValueError for invalid arguments.
@@ -130,8 +135,8 @@ def convert(
     # Lowered once: the checks, the ONNX graph, the metadata and verification share it.
     network = lower(estimator)
     n_features = network.n_features_in
-    calibration = _rows("dataset", dataset, n_features)
-    example = _rows("example_input", example_input, n_features)
+    calibration = _rows("dataset", dataset, network)
+    example = _rows("example_input", example_input, network)
     if quantize == "int8" and calibration is None:
         raise ValueError(
             "quantize='int8' needs calibration rows: pass dataset=X with X of shape "
@@ -162,7 +167,7 @@ def convert(
             progress("checking weights")
             check_network(
                 network,
-                example if example is not None else calibration,
+                _prepared(example if example is not None else calibration),
                 float16=quantize is None,
             )
         with _timed(timings, "onnx"):
@@ -186,7 +191,7 @@ def convert(
                     batch_sizes=sizes_checked,
                     n_features=n_features,
                     quantize=quantize,
-                    dataset=calibration,
+                    dataset=_prepared(calibration),
                 )
             with _timed(timings, "export"):
                 progress("exporting")
@@ -237,8 +242,8 @@ def _verify(
     toolkit: Toolkit,
     estimator: Any,
     network: Network,
-    example: Optional[np.ndarray],
-    calibration: Optional[np.ndarray],
+    example: Optional[Rows],
+    calibration: Optional[Rows],
     batch_sizes: Sequence[int],
     tolerance: Tolerance,
     quantize: Optional[str],
@@ -248,12 +253,20 @@ def _verify(
         rows, sample = example, "example_input"
     elif calibration is not None:
         rows, sample = calibration, "calibration dataset"
+    elif network.preparation is not None:
+        raise ValueError(
+            "this pipeline prepares its input on the board (ColumnTransformer, imputers, "
+            "encoders), so emit cannot make up rows to verify on: pass example_input= (rows "
+            "as the estimator takes them, e.g. a held-out DataFrame) or verify=False"
+        )
     else:
-        rows, sample = default_sample(estimator, network.n_features_in)
-    if len(rows) > MAX_VERIFY_ROWS:
+        sampled, sample = default_sample(estimator, network.n_features_in)
+        rows = Rows.of_numbers(sampled)
+    n_rows = len(rows.prepared)
+    if n_rows > MAX_VERIFY_ROWS:
         # The simulator takes ~2 ms per call; at batch 1 a large set would take minutes.
-        picked = np.linspace(0, len(rows) - 1, MAX_VERIFY_ROWS).round().astype(int)
-        rows, sample = rows[picked], f"{sample}, {MAX_VERIFY_ROWS} of {len(rows)} rows"
+        picked = np.linspace(0, n_rows - 1, MAX_VERIFY_ROWS).round().astype(int)
+        rows, sample = rows.take(picked), f"{sample}, {MAX_VERIFY_ROWS} of {n_rows} rows"
 
     def on_batch(batch: int) -> None:
         progress(f"verified on the simulator at batch {batch}")
@@ -262,11 +275,12 @@ def _verify(
         lambda x: toolkit.infer(x)[0],
         estimator,
         network.spec,
-        rows,
+        rows.prepared,
         batch_sizes=batch_sizes,
         tolerance=tolerance.resolved(quantize),
         sample=sample,
         on_batch=on_batch,
+        estimator_input=rows.raw,
     )
     enforce(accuracy, quantize)
     return accuracy
@@ -283,18 +297,51 @@ def _batch_sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(int(b) for b in sizes))
 
 
-def _rows(name: str, values: Optional[Any], n_features: int) -> Optional[np.ndarray]:
+@dataclass(frozen=True)
+class Rows:
+    """Rows as the NPU gets them (`prepared`, float32) and as the estimator does (`raw`:
+    the user's own rows for a model with a board-side preparation, else None)."""
+
+    prepared: np.ndarray
+    raw: Optional[Any] = None
+
+    @classmethod
+    def of_numbers(cls, values: Any) -> Rows:
+        return cls(np.ascontiguousarray(values, dtype=np.float32))
+
+    def take(self, picked: np.ndarray) -> Rows:
+        raw = self.raw
+        if raw is not None:
+            raw = (
+                raw.iloc[picked] if hasattr(raw, "iloc") else np.asarray(raw, dtype=object)[picked]
+            )
+        return Rows(self.prepared[picked], raw)
+
+
+def _prepared(rows: Optional[Rows]) -> Optional[np.ndarray]:
+    return None if rows is None else rows.prepared
+
+
+def _rows(name: str, values: Optional[Any], network: Network) -> Optional[Rows]:
     if values is None:
         return None
-    rows = np.asarray(values, dtype=np.float32)
-    if rows.ndim != 2 or rows.shape[1] != n_features or rows.shape[0] == 0:
+    preparation = network.preparation
+    n_features = network.n_features_in if preparation is None else preparation.n_features_in
+    if preparation is None:
+        rows = np.asarray(values, dtype=np.float32)
+    else:
+        rows = preparation.transform(values, name=name)
+    if rows.ndim != 2 or rows.shape[1] != network.n_features_in or rows.shape[0] == 0:
         raise ValueError(
             f"{name} must be a non-empty 2-D array of shape (n_samples, {n_features}), "
             f"got shape {rows.shape}"
         )
     if not np.isfinite(rows).all():
-        raise ValueError(f"{name} contains NaN or infinite values (as float32); remove them")
-    return rows
+        prepared = "" if preparation is None else " after the board-side preparation"
+        raise ValueError(
+            f"{name} contains NaN or infinite values (as float32){prepared}; remove them"
+        )
+    return Rows(rows, None if preparation is None else values)
 
 
 def _json_object(text: str) -> Dict[str, Any]:

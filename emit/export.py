@@ -1,5 +1,8 @@
 """Public front of the converter: `to_onnx`, and what its output means (`describe`).
 
+A pipeline whose first steps select columns, impute or encode categories has a graph
+over the prepared features: `to_preparation` gives what turns X into its input.
+
 Output semantics (one float32 output "output" of shape (batch_size, n_outputs)):
 
 - ``task="classifier", outputs="probabilities"``: one column per class in
@@ -29,7 +32,7 @@ from emit.checks import check_finite
 from emit.converters import lower
 from emit.graph import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, build_model
 from emit.network import Network
-from rkrt.metadata import ModelMetadata, positive_int
+from rkrt.metadata import ModelMetadata, Preparation, positive_int
 
 
 def to_onnx(
@@ -64,6 +67,19 @@ def network_to_onnx(network: Network, *, batch_size: int, opset: int, name: str)
     network = network.astype(np.float32)
     check_finite(network)
     return build_model(network, batch_size=batch_size, opset=opset, name=name)
+
+
+def to_preparation(estimator: Any) -> Optional[Preparation]:
+    """What the board does to X before `to_onnx(estimator)`'s graph, or None.
+
+    For a Pipeline starting with ColumnTransformer, SimpleImputer, OneHotEncoder or
+    OrdinalEncoder steps: an `rkrt.preparation.Preparation` whose ``transform(X)`` (X as
+    the estimator takes it: a DataFrame, an array) gives the graph's float32 input, so
+    that the graph on it computes what scikit-learn computes on X. It is what
+    `rkrt.sklearn` runs on the board (JSON: ``to_dict()``/``Preparation.from_dict``).
+    None when X goes into the graph as it is.
+    """
+    return lower(estimator).preparation
 
 
 def describe(estimator: Any) -> dict[str, Any]:
@@ -133,6 +149,7 @@ def model_metadata(estimator: Any, network: Network, **build: Any) -> ModelMetad
         feature_names_in=_feature_names(estimator),
         estimator=_estimator_name(estimator),
         versions=versions,
+        preparation=network.preparation,
         **build,
     )
 

@@ -20,13 +20,7 @@ OUTPUT_NAME = "output"
 MIN_OPSET, MAX_OPSET = 9, 19  # what rknn-toolkit2 2.5 converts without warnings
 DEFAULT_OPSET = 13
 
-_ACTIVATION_OPS = {
-    "relu": "Relu",
-    "sigmoid": "Sigmoid",
-    "tanh": "Tanh",
-    "softmax": "Softmax",
-    "exp": "Exp",
-}
+_ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
 
 
 def build_model(network: Network, *, batch_size: int, opset: int, name: str) -> onnx.ModelProto:

@@ -16,7 +16,7 @@ import numpy as np
 from rkrt.metadata import OUTPUTS as OUTPUT_KINDS
 from rkrt.metadata import TASKS, Preparation
 
-ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "softmax", "exp")
+ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "softmax")
 
 
 def layer_name(index: int) -> str:

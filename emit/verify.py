@@ -154,15 +154,18 @@ def measure(
     tolerance: Tolerance,
     sample: str,
     on_batch: Callable[[int], None] = lambda batch: None,
+    estimator_input: Optional[Any] = None,
 ) -> Accuracy:
     """Run `x` through `run` at every batch size and compare with the estimator.
 
     `run` takes a float32 (batch, features) array and returns the model's output;
-    `tolerance` must be resolved (no None fields).
+    `tolerance` must be resolved (no None fields). `estimator_input` is what the estimator
+    sees instead of `x`: the user's rows (a DataFrame, say) when `x` is their board-side
+    preparation, so the comparison is end to end.
     """
     x32 = np.ascontiguousarray(x, dtype=np.float32)
-    # The estimator sees exactly the float32 values the NPU sees.
-    x_ref = x32.astype(np.float64)
+    # Else the estimator sees exactly the float32 values the NPU sees.
+    x_ref = x32.astype(np.float64) if estimator_input is None else estimator_input
     outputs = spec.outputs
     ref = reference_values(estimator, outputs, x_ref)
     scale = 1.0 if outputs == "probabilities" else max(float(np.max(np.abs(ref))), 1e-12)

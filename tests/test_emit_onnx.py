@@ -25,7 +25,13 @@ from sklearn.linear_model import (
 )
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+from sklearn.preprocessing import (
+    MaxAbsScaler,
+    MinMaxScaler,
+    PolynomialFeatures,
+    RobustScaler,
+    StandardScaler,
+)
 from sklearn.svm import LinearSVC, LinearSVR
 
 import emit
@@ -187,6 +193,8 @@ PREPROCESSING: dict[str, Callable[[], list[Any]]] = {
     "standard-nothing": lambda: [StandardScaler(with_mean=False, with_std=False)],
     "minmax": lambda: [MinMaxScaler(feature_range=(-1, 2))],
     "maxabs": lambda: [MaxAbsScaler()],
+    "robust": lambda: [RobustScaler(quantile_range=(10, 90))],
+    "robust-no-centering": lambda: [RobustScaler(with_centering=False, unit_variance=True)],
     "pca": lambda: [PCA(n_components=4)],
     "pca-whiten": lambda: [PCA(n_components=4, whiten=True)],
     "pca-whiten-full": lambda: [PCA(whiten=True)],
@@ -338,8 +346,8 @@ def _fit_poisson_mlp() -> MLPRegressor:
         (lambda: "not a model", "cannot convert str"),
         (lambda: _fit(StandardScaler(), "binary"), "StandardScaler is a preprocessing step"),
         (
-            lambda: _fit(make_pipeline(RobustScaler(), Ridge()), "regression"),
-            "RobustScaler.*supported preprocessing steps: MaxAbsScaler",
+            lambda: _fit(make_pipeline(PolynomialFeatures(), Ridge()), "regression"),
+            "PolynomialFeatures.*supported preprocessing steps: MaxAbsScaler",
         ),
         (
             lambda: _fit(make_pipeline(StandardScaler(), PCA(2)), "regression"),
@@ -360,7 +368,7 @@ def _fit_poisson_mlp() -> MLPRegressor:
         "subclass",
         "str",
         "bare-scaler",
-        "robust",
+        "polynomial",
         "no-estimator",
         "minmax-clip",
         "maxabs-clip",
@@ -439,4 +447,16 @@ def test_supported_lists_every_family() -> None:
         "ElasticNet",
         "Pipeline",
     } <= set(listed["estimators"])
-    assert listed["preprocessing"] == ["MaxAbsScaler", "MinMaxScaler", "PCA", "StandardScaler"]
+    assert listed["preprocessing"] == [
+        "MaxAbsScaler",
+        "MinMaxScaler",
+        "PCA",
+        "RobustScaler",
+        "StandardScaler",
+    ]
+    assert listed["board"] == [
+        "ColumnTransformer",
+        "OneHotEncoder",
+        "OrdinalEncoder",
+        "SimpleImputer",
+    ]

@@ -16,14 +16,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge, SGDClassifier
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 from sklearn.svm import LinearSVC
 
 import emit
 
 TASKS = ["binary", "multiclass", "multilabel", "regression", "multioutput"]
 ACTIVATIONS = ["identity", "logistic", "tanh", "relu"]
-STEPS = ["standard", "minmax", "maxabs", "pca", "pca-whiten"]
+STEPS = ["standard", "minmax", "maxabs", "robust", "pca", "pca-whiten"]
 N_SAMPLES = 40
 
 
@@ -65,6 +65,8 @@ def _step(kind: str, components: int) -> Any:
         return MinMaxScaler(feature_range=(-1, 1))
     if kind == "maxabs":
         return MaxAbsScaler()
+    if kind == "robust":
+        return RobustScaler()
     return PCA(n_components=components, whiten=kind == "pca-whiten")
 
 

@@ -37,9 +37,6 @@ from emit.converters.registry import register
 from emit.errors import UnsupportedModelError
 from emit.network import Dense, Network, OutputSpec
 
-# predict = inverse link of (X @ coef_ + intercept_): the links with an NPU op.
-_GLM_LINKS = {"IdentityLink": "identity", "LogLink": "exp"}
-
 
 @register(
     LinearRegression,
@@ -62,14 +59,19 @@ def convert_linear_regressor(model: Any) -> Network:
 
 @register(PoissonRegressor, GammaRegressor, TweedieRegressor)
 def convert_glm(model: Any) -> Network:
-    """predict: the inverse link of X @ coef_ + intercept_, exp for the log link."""
+    """predict: X @ coef_ + intercept_ for the identity link (TweedieRegressor(power=0)).
+
+    The log link's inverse is Exp, which rknn-toolkit2 2.5 places on the CPU for rk3588
+    (measured on its simulator: Gemm on the NPU, Exp on the CPU), so it is refused.
+    """
     link = type(model._base_loss.link).__name__
-    if link not in _GLM_LINKS:
+    if link != "IdentityLink":
         raise UnsupportedModelError(
-            f"{type(model).__name__} with link {link} has no NPU op for its inverse; emit "
-            "converts the log link (exp) and the identity link"
+            f"{type(model).__name__} predicts through the inverse of its {link} (exp), which "
+            "the RKNN NPU does not run (rknn-toolkit2 places Exp on the CPU); emit converts "
+            "the identity link only: TweedieRegressor(power=0) or link='identity'"
         )
-    return _regressor(model, _GLM_LINKS[link])
+    return _regressor(model, "identity")
 
 
 @register(LogisticRegression, LogisticRegressionCV, LinearDiscriminantAnalysis)

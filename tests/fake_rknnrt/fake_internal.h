@@ -71,7 +71,7 @@ int fake_fail(int code, const char* fmt, ...) __attribute__((format(printf, 2, 3
 
 /* ---- model (fake_model.c) ---- */
 
-enum fake_activation { ACT_IDENTITY, ACT_RELU, ACT_SIGMOID, ACT_TANH, ACT_SOFTMAX, ACT_EXP, ACT_COUNT };
+enum fake_activation { ACT_IDENTITY, ACT_RELU, ACT_SIGMOID, ACT_TANH, ACT_SOFTMAX, ACT_COUNT };
 
 typedef struct {
     char name[RKNN_MAX_NAME_LEN];

@@ -198,9 +198,6 @@ static void activate_row(uint32_t act, double* v, uint32_t n) {
         for (uint32_t j = 0; j < n; j++) v[j] /= sum;
         break;
     }
-    case ACT_EXP:
-        for (uint32_t j = 0; j < n; j++) v[j] = exp(v[j]);
-        break;
     default: break;
     }
 }

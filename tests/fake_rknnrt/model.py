@@ -11,7 +11,7 @@ import numpy as np
 
 MAGIC = b"RKFAKE\x00\x01"
 VERSION = 1
-ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "softmax", "exp")
+ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "softmax")
 # The model's native type, as rknn_tensor_type values.
 DTYPES = {"float32": 0, "float16": 1, "int8": 2}
 MAX_NAME_BYTES = 255
@@ -210,6 +210,4 @@ def _activate(name: str, y: np.ndarray) -> np.ndarray:
     if name == "softmax":
         e = np.exp(y - y.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
-    if name == "exp":
-        return np.exp(y)
     return y
