@@ -15,15 +15,24 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
-from sklearn.compose import ColumnTransformer
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import (
+    ARDRegression,
     BayesianRidge,
     HuberRegressor,
     LogisticRegression,
+    LogisticRegressionCV,
+    PassiveAggressiveClassifier,
+    PassiveAggressiveRegressor,
+    Perceptron,
+    QuantileRegressor,
     Ridge,
     RidgeClassifier,
+    RidgeClassifierCV,
+    TheilSenRegressor,
+    TweedieRegressor,
 )
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
@@ -204,3 +213,66 @@ def quietly(function: Any, *args: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return function(*args)
+
+
+def frame_pipeline() -> tuple[Any, pd.DataFrame]:
+    """A small named-column pipeline: imputed and scaled ages, one-hot cities, kids passed
+    through."""
+    X = pd.DataFrame(
+        {
+            "age": [22.0, np.nan, 35.0, 41.0, 29.0, 50.0],
+            "city": np.array(["oslo", "rome", None, "oslo", "rome", "oslo"], dtype=object),
+            "kids": [0, 1, 2, 0, 1, 3],
+        }
+    )
+    ct = ColumnTransformer(
+        [
+            ("age", make_pipeline(SimpleImputer(), StandardScaler()), ["age"]),
+            ("city", OneHotEncoder(), ["city"]),
+        ],
+        remainder="passthrough",
+    )
+    return make_pipeline(ct, Ridge()).fit(X, [1.0, 2.0, 3.0, 2.0, 1.0, 0.0]), X
+
+
+# --- the rest of the linear family: name -> (make, n_classes or None for regression)
+def regression(n: int = 80, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    return X, X @ [1.5, -2.0, 0.5, 0.0] + 0.1 * rng.normal(size=n)
+
+
+def _labels(y: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.digitize(y, np.quantile(y, np.linspace(0, 1, n_classes + 1)[1:-1]))
+
+
+AFFINE = {
+    "lda-binary": (LinearDiscriminantAnalysis, 2),
+    "lda-multiclass": (LinearDiscriminantAnalysis, 3),
+    "ridge-classifier": (RidgeClassifier, 2),
+    "ridge-classifier-cv": (RidgeClassifierCV, 3),
+    "logistic-cv": (lambda: LogisticRegressionCV(max_iter=300), 3),
+    "perceptron": (Perceptron, 3),
+    "passive-aggressive-classifier": (PassiveAggressiveClassifier, 2),
+    "passive-aggressive-regressor": (PassiveAggressiveRegressor, None),
+    "huber": (HuberRegressor, None),
+    "bayesian-ridge": (BayesianRidge, None),
+    "ard": (ARDRegression, None),
+    "theil-sen": (lambda: TheilSenRegressor(random_state=0), None),
+    "quantile": (lambda: QuantileRegressor(alpha=0.0), None),
+    "tweedie-identity": (lambda: TweedieRegressor(power=0), None),
+    "transformed-target-standard": (
+        lambda: TransformedTargetRegressor(Ridge(), transformer=StandardScaler()), None),
+    "transformed-target-robust": (
+        lambda: TransformedTargetRegressor(Ridge(), transformer=RobustScaler()), None),
+    "transformed-target-identity": (lambda: TransformedTargetRegressor(Ridge()), None),
+}  # fmt: skip
+
+
+def fit_affine(name: str) -> tuple[Any, np.ndarray]:
+    make, n_classes = AFFINE[name]
+    X, y = regression()
+    target = y if n_classes is None else _labels(y, n_classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return make().fit(X, target), X

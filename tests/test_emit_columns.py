@@ -18,26 +18,14 @@ import pytest
 from emit_support import ALLOWED_OPS, assert_close, run_onnx, sklearn_outputs
 from hypothesis import HealthCheck, given, settings
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
-from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import (
-    ARDRegression,
-    BayesianRidge,
     GammaRegressor,
-    HuberRegressor,
     LogisticRegression,
-    LogisticRegressionCV,
-    PassiveAggressiveClassifier,
-    PassiveAggressiveRegressor,
-    Perceptron,
     PoissonRegressor,
-    QuantileRegressor,
     Ridge,
     RidgeClassifier,
-    RidgeClassifierCV,
-    TheilSenRegressor,
-    TweedieRegressor,
 )
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import (
@@ -49,7 +37,16 @@ from sklearn.preprocessing import (
     RobustScaler,
     StandardScaler,
 )
-from tabular_support import Case, cases, fitted, quietly
+from tabular_support import (
+    AFFINE,
+    Case,
+    cases,
+    fit_affine,
+    fitted,
+    frame_pipeline,
+    quietly,
+    regression,
+)
 
 import emit
 from rkrt.metadata import Preparation
@@ -84,26 +81,8 @@ def test_preparation_and_graph_equal_scikit_learn(case: Case) -> None:
 
 
 # --- scikit-learn's input semantics --------------------------------------------------------
-def _frame_pipeline() -> tuple[Any, pd.DataFrame]:
-    X = pd.DataFrame(
-        {
-            "age": [22.0, np.nan, 35.0, 41.0, 29.0, 50.0],
-            "city": np.array(["oslo", "rome", None, "oslo", "rome", "oslo"], dtype=object),
-            "kids": [0, 1, 2, 0, 1, 3],
-        }
-    )
-    ct = ColumnTransformer(
-        [
-            ("age", make_pipeline(SimpleImputer(), StandardScaler()), ["age"]),
-            ("city", OneHotEncoder(), ["city"]),
-        ],
-        remainder="passthrough",
-    )
-    return make_pipeline(ct, Ridge()).fit(X, [1.0, 2.0, 3.0, 2.0, 1.0, 0.0]), X
-
-
 def test_dataframe_columns_are_taken_by_name_extra_ones_ignored() -> None:
-    estimator, X = _frame_pipeline()
+    estimator, X = frame_pipeline()
     preparation = emit.to_preparation(estimator)
     shuffled = X[["kids", "city", "age"]].assign(unused=1)
     np.testing.assert_array_equal(preparation.transform(shuffled), preparation.transform(X))
@@ -111,7 +90,7 @@ def test_dataframe_columns_are_taken_by_name_extra_ones_ignored() -> None:
 
 
 def test_missing_column_raises_as_scikit_learn() -> None:
-    estimator, X = _frame_pipeline()
+    estimator, X = frame_pipeline()
     preparation = emit.to_preparation(estimator)
     with pytest.raises(ValueError, match="columns are missing") as ours:
         preparation.transform(X.drop(columns="city"))
@@ -121,7 +100,7 @@ def test_missing_column_raises_as_scikit_learn() -> None:
 
 
 def test_unknown_category_raises_when_the_encoder_does() -> None:
-    estimator, X = _frame_pipeline()
+    estimator, X = frame_pipeline()
     unseen = X.assign(city=["paris"] + list(X["city"][1:]))
     with pytest.raises(ValueError, match=r"Found unknown categories \['paris'\] in column 0"):
         estimator.predict(unseen)
@@ -130,7 +109,7 @@ def test_unknown_category_raises_when_the_encoder_does() -> None:
 
 
 def test_array_input_selects_by_position_and_warns_about_names() -> None:
-    estimator, X = _frame_pipeline()
+    estimator, X = frame_pipeline()
     preparation = emit.to_preparation(estimator)
     with pytest.warns(UserWarning, match="does not have valid feature names"):
         from_array = preparation.transform(X.to_numpy(dtype=object))
@@ -170,48 +149,6 @@ def test_transformer_weights_and_nested_pipelines_are_folded() -> None:
 
 
 # --- the rest of the linear family ----------------------------------------------------------
-def _regression(n: int = 80, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 4))
-    return X, X @ [1.5, -2.0, 0.5, 0.0] + 0.1 * rng.normal(size=n)
-
-
-def _labels(y: np.ndarray, n_classes: int) -> np.ndarray:
-    return np.digitize(y, np.quantile(y, np.linspace(0, 1, n_classes + 1)[1:-1]))
-
-
-AFFINE = {
-    "lda-binary": (LinearDiscriminantAnalysis, 2),
-    "lda-multiclass": (LinearDiscriminantAnalysis, 3),
-    "ridge-classifier": (RidgeClassifier, 2),
-    "ridge-classifier-cv": (RidgeClassifierCV, 3),
-    "logistic-cv": (lambda: LogisticRegressionCV(max_iter=300), 3),
-    "perceptron": (Perceptron, 3),
-    "passive-aggressive-classifier": (PassiveAggressiveClassifier, 2),
-    "passive-aggressive-regressor": (PassiveAggressiveRegressor, None),
-    "huber": (HuberRegressor, None),
-    "bayesian-ridge": (BayesianRidge, None),
-    "ard": (ARDRegression, None),
-    "theil-sen": (lambda: TheilSenRegressor(random_state=0), None),
-    "quantile": (lambda: QuantileRegressor(alpha=0.0), None),
-    "tweedie-identity": (lambda: TweedieRegressor(power=0), None),
-    "transformed-target-standard": (
-        lambda: TransformedTargetRegressor(Ridge(), transformer=StandardScaler()), None),
-    "transformed-target-robust": (
-        lambda: TransformedTargetRegressor(Ridge(), transformer=RobustScaler()), None),
-    "transformed-target-identity": (lambda: TransformedTargetRegressor(Ridge()), None),
-}  # fmt: skip
-
-
-def fit_affine(name: str) -> tuple[Any, np.ndarray]:
-    make, n_classes = AFFINE[name]
-    X, y = _regression()
-    target = y if n_classes is None else _labels(y, n_classes)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return make().fit(X, target), X
-
-
 @pytest.mark.parametrize("name", sorted(AFFINE))
 def test_affine_estimator_equals_scikit_learn(name: str) -> None:
     estimator, X = fit_affine(name)
@@ -221,7 +158,7 @@ def test_affine_estimator_equals_scikit_learn(name: str) -> None:
 
 
 def test_multilabel_ridge_classifier_thresholds_decisions_at_zero() -> None:
-    X, y = _regression()
+    X, y = regression()
     Y = np.stack([y > 0, y > 1, X[:, 2] > 0], axis=1).astype(int)
     estimator = RidgeClassifier().fit(X, Y)
     assert emit.describe(estimator)["task"] == "multilabel"
@@ -232,7 +169,7 @@ def test_multilabel_ridge_classifier_thresholds_decisions_at_zero() -> None:
 
 # --- what emit refuses ------------------------------------------------------------------
 def _positive() -> tuple[np.ndarray, np.ndarray]:
-    X, y = _regression()
+    X, y = regression()
     return X, np.exp(0.3 * y)
 
 
@@ -258,11 +195,11 @@ REFUSED: dict[str, tuple[Callable[[], Any], str]] = {
         "cannot convert RandomForestClassifier.*LogisticRegression.*after.*OneHotEncoder",
     ),
     "encoder-after-scaler": (
-        lambda: make_pipeline(StandardScaler(), SimpleImputer(), Ridge()).fit(*_regression()),
+        lambda: make_pipeline(StandardScaler(), SimpleImputer(), Ridge()).fit(*regression()),
         "SimpleImputer comes after the affine step StandardScaler",
     ),
     "imputer-missing-values": (
-        lambda: make_pipeline(SimpleImputer(missing_values=-1.0), Ridge()).fit(*_regression()),
+        lambda: make_pipeline(SimpleImputer(missing_values=-1.0), Ridge()).fit(*regression()),
         r"SimpleImputer\(missing_values=-1.0\)",
     ),
     "poisson-log-link": (
