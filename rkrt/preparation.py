@@ -74,7 +74,12 @@ def encode_categories(categories: np.ndarray) -> dict[str, Any]:
 def decode_categories(data: Any) -> np.ndarray:
     _keys(data, ("dtype", "values"), "categories")
     kind, values = data["dtype"], data["values"]
-    if kind not in _DTYPES or not isinstance(values, list) or not values:
+    if (
+        not isinstance(kind, str)
+        or kind not in _DTYPES
+        or not isinstance(values, list)
+        or not values
+    ):
         raise ValueError(f"categories need a dtype in {sorted(_DTYPES)} and values, got {data!r}")
     decoded = [decode_value(v) for v in values]
     if kind == "object":
@@ -645,7 +650,7 @@ def _steps(data: list[Any]) -> tuple[Step, ...]:
     steps = []
     for step in data:
         kind = step.get("kind") if isinstance(step, dict) else None
-        if kind not in _STEP_KINDS:
+        if not isinstance(kind, str) or kind not in _STEP_KINDS:
             raise ValueError(f"a step's kind must be one of {sorted(_STEP_KINDS)}, got {kind!r}")
         steps.append(_STEP_KINDS[kind](step))
     return tuple(steps)

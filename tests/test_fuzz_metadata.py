@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -115,5 +116,62 @@ def test_mutated_documents_parse_or_raise_metadata_error(doc: str) -> None:
         meta = (ModelMetadata.from_custom_string if custom else ModelMetadata.from_json)(text)
     except MetadataError as exc:
         assert str(exc).startswith("<")  # names its source ("<string>" / "<custom string>")
+        return
+    assert ModelMetadata.from_json(meta.to_json()) == meta
+
+
+# ---- the preparation: mutations anywhere inside its nested description ----------------------
+def _prepared_metadata() -> ModelMetadata:
+    from rkrt.metadata import Branch, Impute, OneHot, Ordinal, Preparation, Select
+
+    impute = Impute(fill=(1.5, "a"), keep=(0, 1), indicator=(0,), as_object=True)
+    one_hot = OneHot(
+        categories=(np.array(["a", "b"], dtype=object), np.array([1.0, np.nan])),
+        columns=((0, -1), (1, 2)),
+        unknown=(-1, -2),
+        width=3,
+    )
+    ordinal = Ordinal(categories=(np.array([True, False]),), codes=((0.0, np.nan),),
+                      unknown=(-1.0,))  # fmt: skip
+    select = Select(n_in=3, branches=(Branch((0, 1), (impute,)), Branch((2,), (ordinal,))))
+    preparation = Preparation(n_features_in=3, feature_names_in=("x", "y", "z"),
+                              steps=(select, Select(4, (Branch((0, 1), (one_hot,)),))))  # fmt: skip
+    return ModelMetadata(task="regressor", outputs="values", n_features_in=3,
+                         feature_names_in=("x", "y", "z"), preparation=preparation)  # fmt: skip
+
+
+def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    found = [prefix]
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found += _paths(inner, prefix + (key,))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            found += _paths(inner, prefix + (index,))
+    return found
+
+
+@st.composite
+def mutated_preparation(draw: Any) -> str:
+    data = json.loads(_prepared_metadata().to_json())
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_paths(data["preparation"])[1:]))
+        parent = data["preparation"]
+        for key in path[:-1]:
+            parent = parent[key]
+        if draw(st.booleans()) or not isinstance(parent, dict):
+            parent[path[-1]] = draw(json_values)
+        else:
+            parent.pop(path[-1])
+    return json.dumps(data)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(mutated_preparation())
+def test_mutated_preparations_parse_or_raise_metadata_error(doc: str) -> None:
+    try:
+        meta = ModelMetadata.from_json(doc)
+    except MetadataError as exc:
+        assert str(exc).startswith("<string>")
         return
     assert ModelMetadata.from_json(meta.to_json()) == meta
