@@ -18,6 +18,7 @@ from emit.toolkit import ToolkitError
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 SKOPS_SUFFIX = ".skops"
+CSV_SUFFIX = ".csv"
 
 _DESCRIPTION = """\
 Convert a fitted scikit-learn model to an .rknn file for Rockchip NPUs, plus its
@@ -34,6 +35,7 @@ _EPILOG = """\
 examples:
   python -m emit model.skops model.rknn --target-platform rk3588
   python -m emit model.pkl model.rknn --quantize int8 --dataset X_train.npy --batch-sizes 1,8,32
+  python -m emit tabular.skops tabular.rknn --example-input held_out.csv   # a DataFrame pipeline
 
 scirknn spellings work too: --target_platform, --quantization (same as --quantize int8),
 --example_input (also the int8 calibration data when --dataset is not given), --batch_size.
@@ -71,14 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="quantize to int8 (needs --dataset); default: fp16",
     )
     parser.add_argument(
-        "--dataset", metavar="X.npy", help="int8 calibration rows, a 2-D .npy array"
+        "--dataset",
+        metavar="X.npy|X.csv",
+        help="int8 calibration rows: a 2-D .npy array, or a CSV with a header row (read with "
+        "pandas) for pipelines fitted on DataFrames",
     )
     parser.add_argument(
         "--example-input",
         "--example_input",
-        metavar="X.npy",
-        help="rows to verify on, a 2-D .npy array (default: the calibration rows, or a sample "
-        "drawn from the fitted scaler's range)",
+        metavar="X.npy|X.csv",
+        help="rows to verify on, as --dataset (default: the calibration rows, or a sample "
+        "drawn from the fitted scaler's range; pipelines with a ColumnTransformer, imputer or "
+        "encoder need rows)",
     )
     parser.add_argument(
         "--batch-sizes",
@@ -163,7 +169,8 @@ def _load_skops(path: Path) -> Any:
         raise CliError(f"{path} is not a readable .skops file: {exc}") from None
     # scikit-learn's own classes (e.g. MLP's AdamOptimizer, untrusted by skops' default
     # list) are code the user installed; anything else could be a gadget.
-    foreign = [t for t in untrusted if not t.startswith("sklearn.")]
+    # numpy.dtype (SimpleImputer records the dtype it was fitted on) describes data, runs nothing.
+    foreign = [t for t in untrusted if not t.startswith("sklearn.") and t != "numpy.dtype"]
     if foreign:
         raise CliError(
             f"{path} contains types that are not trusted: {', '.join(foreign)}. "
@@ -183,9 +190,11 @@ def _parse_batch_sizes(text: str) -> List[int]:
     return sizes
 
 
-def _load_rows(path: Optional[str], option: str) -> Optional[np.ndarray]:
+def _load_rows(path: Optional[str], option: str) -> Optional[Any]:
     if path is None:
         return None
+    if path.lower().endswith(CSV_SUFFIX):
+        return _load_csv(path, option)
     try:
         rows = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -193,6 +202,18 @@ def _load_rows(path: Optional[str], option: str) -> Optional[np.ndarray]:
     if rows.ndim != 2:
         raise CliError(f"{option} {path}: expected a 2-D array (rows, features), got {rows.shape}")
     return rows
+
+
+def _load_csv(path: str, option: str) -> Any:
+    """A CSV with a header as a DataFrame, for pipelines that take one (strings, NaN)."""
+    try:
+        import pandas
+    except ImportError:
+        raise CliError(f"{option} {path}: a CSV is read with pandas: pip install pandas") from None
+    try:
+        return pandas.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{option} {path}: cannot read the CSV ({exc})") from None
 
 
 def _write_report(report: ConversionReport, path: Path) -> None:

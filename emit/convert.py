@@ -142,6 +142,12 @@ def convert(
             "quantize='int8' needs calibration rows: pass dataset=X with X of shape "
             f"(n_samples, {n_features}), e.g. the training data"
         )
+    if verify and network.preparation is not None and example is None and calibration is None:
+        raise ValueError(
+            "this pipeline prepares its input on the board (ColumnTransformer, imputers, "
+            "encoders), so emit cannot make up rows to verify on: pass example_input= (rows "
+            "as the estimator takes them, e.g. a held-out DataFrame) or verify=False"
+        )
     if quantize is None and calibration is not None:
         raise ValueError(
             "dataset= is the int8 calibration data; an fp16 build (quantize=None) does not "
@@ -253,12 +259,6 @@ def _verify(
         rows, sample = example, "example_input"
     elif calibration is not None:
         rows, sample = calibration, "calibration dataset"
-    elif network.preparation is not None:
-        raise ValueError(
-            "this pipeline prepares its input on the board (ColumnTransformer, imputers, "
-            "encoders), so emit cannot make up rows to verify on: pass example_input= (rows "
-            "as the estimator takes them, e.g. a held-out DataFrame) or verify=False"
-        )
     else:
         sampled, sample = default_sample(estimator, network.n_features_in)
         rows = Rows.of_numbers(sampled)

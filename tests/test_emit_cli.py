@@ -15,6 +15,7 @@ import skops.io
 from sklearn.datasets import load_iris
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
+from tabular_support import frame_pipeline
 
 from emit.cli import main
 from rkrt.metadata import read_sidecar
@@ -36,6 +37,9 @@ def files(tmp_path_factory):
     skops.io.dump({"model": model, "extra": fractions.Fraction(1, 3)}, root / "foreign.skops")
     np.save(root / "X.npy", X.astype(np.float32))
     np.save(root / "X1d.npy", X[:, 0])
+    tabular, frame = frame_pipeline()
+    skops.io.dump(tabular, root / "tabular.skops")
+    frame.to_csv(root / "frame.csv", index=False)
     return root
 
 
@@ -149,6 +153,24 @@ def test_skops_fp16_conversion_succeeds_with_a_summary(files, tmp_path, capsys):
     report = json.loads(report_path.read_text())
     assert report["accuracy"]["passed"] is True and report["cpu_compute_layers"] == []
     assert "Network Layer Information Table" in report["toolkit_log"]
+
+
+def test_tabular_pipeline_without_rows_to_verify_on_is_refused(files, tmp_path, capsys):
+    code, _, err = _run([files / "tabular.skops", tmp_path / "t.rknn"], capsys)
+    assert code == 1
+    assert "pass example_input=" in _one_error_line(err)
+
+
+@pytest.mark.toolkit
+def test_tabular_pipeline_from_skops_and_csv(files, tmp_path, capsys):
+    out_path = tmp_path / "tabular.rknn"
+    code, out, err = _run(
+        [files / "tabular.skops", out_path, "--example-input", files / "frame.csv"], capsys
+    )
+    assert code == 0, err
+    assert "Pipeline(ColumnTransformer, Ridge)" in out and "max rel. error" in out
+    sidecar = read_sidecar(out_path)
+    assert sidecar.preparation is not None and sidecar.feature_names_in == ("age", "city", "kids")
 
 
 @pytest.mark.toolkit
