@@ -22,11 +22,11 @@ from emit.checks import check_network
 from emit.converters import lower
 from emit.export import model_metadata, network_to_onnx
 from emit.graph import DEFAULT_OPSET
-from emit.network import Network
+from emit.network import Affine, Network
 from emit.placement import Placement, parse_placement
 from emit.toolkit import Toolkit, check_target_platform, toolkit_version
 from emit.verify import Accuracy, Tolerance, default_sample, enforce, measure
-from rkrt.metadata import ModelMetadata, PathLike, file_sha256, write_sidecar
+from rkrt.metadata import ModelMetadata, PathLike, Standardize, file_sha256, write_sidecar
 
 # Verification runs at most this many rows (evenly spaced through the given ones).
 MAX_VERIFY_ROWS = 1024
@@ -142,6 +142,8 @@ def convert(
             "quantize='int8' needs calibration rows: pass dataset=X with X of shape "
             f"(n_samples, {n_features}), e.g. the training data"
         )
+    if quantize == "int8" and calibration is not None and network.preparation is not None:
+        network, calibration, example = _standardized_input(network, calibration, example)
     if verify and network.preparation is not None and example is None and calibration is None:
         raise ValueError(
             "this pipeline prepares its input on the board (ColumnTransformer, imputers, "
@@ -316,6 +318,37 @@ class Rows:
                 raw.iloc[picked] if hasattr(raw, "iloc") else np.asarray(raw, dtype=object)[picked]
             )
         return Rows(self.prepared[picked], raw)
+
+
+def _standardized_input(
+    network: Network, calibration: Rows, example: Optional[Rows]
+) -> tuple[Network, Rows, Optional[Rows]]:
+    """The network with its prepared input standardized on the board (int8 builds).
+
+    The runtime quantizes the whole input with one scale; prepared columns (raw amounts
+    next to one-hot zeros and ones) differ in range by orders of magnitude, and the small
+    ones would quantize to a few levels. Standardizing them with the calibration rows'
+    mean and standard deviation (in numpy, before the NPU) and folding the inverse into
+    the first layer keeps the float computation the same.
+    """
+    rows = calibration.prepared.astype(np.float64)
+    offset = rows.mean(axis=0)
+    spread = rows.std(axis=0)
+    scale = np.where(spread > 0, 1.0 / np.where(spread > 0, spread, 1.0), 1.0)
+    step = Standardize(tuple(offset.tolist()), tuple(scale.tolist()))
+    preparation = dataclasses.replace(network.preparation, steps=(*network.preparation.steps, step))
+    # The first layer takes z = (x - offset) * scale and computes what it did on x.
+    standardized = dataclasses.replace(
+        network.after(Affine(1.0 / scale, offset)), preparation=preparation
+    )
+
+    def apply(found: Optional[Rows]) -> Optional[Rows]:
+        if found is None:
+            return None
+        z = ((found.prepared - offset) * scale).astype(np.float32)
+        return Rows(np.ascontiguousarray(z), found.raw)
+
+    return standardized, apply(calibration), apply(example)
 
 
 def _prepared(rows: Optional[Rows]) -> Optional[np.ndarray]:

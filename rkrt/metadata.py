@@ -60,6 +60,7 @@ from .preparation import (  # noqa: F401
     Ordinal,
     Preparation,
     Select,
+    Standardize,
 )
 
 FORMAT = "rkrt-model"

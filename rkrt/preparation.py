@@ -355,6 +355,42 @@ class Ordinal(_ComparedAsJSON):
 
 
 @dataclass(frozen=True)
+class Standardize:
+    """``(x - offset) * scale`` per column: what an int8 build adds last, so the values the
+    runtime quantizes with one input scale share a range (emit folds the inverse into the
+    model's first layer)."""
+
+    offset: tuple[float, ...]
+    scale: tuple[float, ...]
+
+    @property
+    def n_in(self) -> int:
+        return len(self.offset)
+
+    @property
+    def n_out(self) -> int:
+        return len(self.offset)
+
+    def apply(self, columns: Columns) -> Columns:
+        return [
+            (_as_float(c, "the int8 input scaling") - o) * s
+            for c, o, s in zip(columns, self.offset, self.scale)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "standardize", "offset": list(self.offset), "scale": list(self.scale)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Standardize:
+        _keys(data, ("kind", "offset", "scale"), "standardize step")
+        offset = tuple(_finite(v) for v in _list(data, "offset"))
+        scale = tuple(_finite(v) for v in _list(data, "scale"))
+        if len(offset) != len(scale):
+            raise ValueError("a standardize step needs one offset and one scale per column")
+        return cls(offset, scale)
+
+
+@dataclass(frozen=True)
 class Branch:
     """One ColumnTransformer entry: the input columns it takes and its steps (none:
     passthrough)."""
@@ -415,8 +451,9 @@ class Select:
         return cls(n_in, tuple(branches))
 
 
-Step = Union[Impute, OneHot, Ordinal, Select]
+Step = Union[Impute, OneHot, Ordinal, Select, Standardize]
 _STEP_KINDS: dict[str, Callable[[Mapping[str, Any]], Step]] = {
+    "standardize": Standardize.from_dict,
     "impute": Impute.from_dict,
     "one_hot": OneHot.from_dict,
     "ordinal": Ordinal.from_dict,
@@ -643,6 +680,12 @@ def _bool(data: Mapping[str, Any], key: str) -> bool:
 def _number(value: Any) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ValueError(f"a code must be a number or NaN, got {value!r}")
+    return float(value)
+
+
+def _finite(value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
     return float(value)
 
 
