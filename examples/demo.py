@@ -1,7 +1,10 @@
 """End-to-end demo: scikit-learn models converted for a Rockchip NPU, and proof they still work.
 
 Steps (each a function, run in order by `main`):
-1. train an MLPClassifier on scikit-learn's digits and an MLPRegressor on its diabetes data;
+1. train an MLPClassifier on scikit-learn's digits, an MLPRegressor on its diabetes data and a
+   tabular pipeline (ColumnTransformer: imputer + scaler, imputer + one-hot encoder, ordinal
+   encoder, then an MLPClassifier) on a DataFrame made from its breast-cancer data, with
+   derived categorical columns and injected missing values;
 2. convert each with emit, in fp16 and int8, into one model accepting batch sizes 1, 8 and 32
    (files under .cache/demo/);
 3. report, per model: accuracy against scikit-learn on held-out rows (run on rknn-toolkit2's
@@ -26,16 +29,20 @@ from pathlib import Path
 from typing import Any, List
 
 import numpy as np
-from sklearn.datasets import load_diabetes, load_digits
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 import emit
 import rkrt
 from emit.converters import lower
+from emit.network import Affine
 from rkrt import sklearn as board
 from rkrt.metadata import write_sidecar
 
@@ -52,8 +59,8 @@ PRECISIONS = (None, "int8")  # fp16, then int8
 class Trained:
     name: str
     estimator: Any
-    X_train: np.ndarray
-    X_test: np.ndarray
+    X_train: Any  # a numpy array, or a DataFrame for the tabular pipeline
+    X_test: Any
     y_test: np.ndarray
     score: str  # scikit-learn's own held-out score, for context
 
@@ -93,7 +100,48 @@ def train_models() -> List[Trained]:
     return [
         Trained("digits", digits, X_train, X_test, y_test, digits_score),
         Trained("diabetes", diabetes, X_train_d, X_test_d, y_test_d, diabetes_score),
+        train_tabular(),
     ]
+
+
+def tabular_frame(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """scikit-learn's breast-cancer data as a DataFrame with what real tables have: a
+    string column (tumour size class, with missing entries), an ordinal grade column and
+    missing numbers. Derived from the data set itself; nothing is downloaded."""
+    data = load_breast_cancer(as_frame=True)
+    frame = data.data.iloc[:, :10].copy()  # the "mean ..." measurements
+    rng = np.random.default_rng(seed)
+    size = pd.qcut(frame["mean area"], 4, labels=["small", "medium", "large", "huge"])
+    frame["size class"] = size.astype(object).where(rng.random(len(frame)) > 0.05, None)
+    frame["texture grade"] = pd.qcut(frame["mean texture"], 3, labels=["A", "B", "C"]).astype(str)
+    frame = frame.drop(columns=["mean area", "mean texture"])
+    for column in ["mean radius", "mean smoothness", "mean concavity"]:
+        frame.loc[rng.random(len(frame)) < 0.08, column] = np.nan
+    return frame, data.target.to_numpy()
+
+
+def train_tabular() -> Trained:
+    X, y = tabular_frame()
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
+    numbers = [c for c in X.columns if c.startswith("mean")]
+    columns = ColumnTransformer(
+        [
+            ("numbers", make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
+                                      StandardScaler()), numbers),
+            ("size", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                   OneHotEncoder(handle_unknown="ignore")), ["size class"]),
+            ("grade", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+             ["texture grade"]),
+        ]
+    )  # fmt: skip
+    tabular = make_pipeline(
+        columns, MLPClassifier(hidden_layer_sizes=(16,), max_iter=1000, random_state=0)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        tabular.fit(X_train, y_train)
+    score = f"test accuracy {tabular.score(X_test, y_test):.1%}"
+    return Trained("tabular", tabular, X_train, X_test, y_test, score)
 
 
 def convert_models(models: List[Trained], out_dir: Path = OUT_DIR) -> List[Converted]:
@@ -150,13 +198,22 @@ def _int8_quant(values: np.ndarray) -> tuple[float, int]:
 def emulated_twin(item: Converted, out_dir: Path = OUT_DIR) -> Path:
     """The converted model's layers in the test double's format, with the same metadata."""
     estimator, metadata = item.model.estimator, item.report.metadata
-    network = lower(estimator).astype(np.float32)
+    network = lower(estimator)
+    if metadata.preparation is not None and metadata.preparation != network.preparation:
+        # The int8 build standardized the prepared input (see emit.convert): same weights.
+        standardize = metadata.preparation.steps[-1]
+        network = network.after(Affine(1.0 / np.asarray(standardize.scale),
+                                       np.asarray(standardize.offset)))  # fmt: skip
+    network = network.astype(np.float32)
     layers = [Dense(layer.weight, layer.bias, layer.activation) for layer in network.layers]
     quant = {}
     if item.precision == "int8":
         outputs = emit.reference_outputs(estimator, item.model.X_train)
+        inputs = item.model.X_train
+        if metadata.preparation is not None:
+            inputs = metadata.preparation.transform(inputs)
         quant = {
-            "input_quant": [_int8_quant(item.model.X_train)],
+            "input_quant": [_int8_quant(inputs)],
             "output_quant": [_int8_quant(outputs)],
         }
     path = out_dir / f"{item.model.name}_{item.precision}.emulated.model"
@@ -180,6 +237,9 @@ def run_on_emulated_board(converted: List[Converted]) -> None:
         with board.load(emulated_twin(item)) as model:
             predicted = model.predict(X)
             one_by_one = np.concatenate([model.predict(X[i : i + 1]) for i in range(len(X))])
+        if model.metadata.preparation is not None:
+            print(f"  ({item.model.name}: a DataFrame in, columns selected, imputed and encoded "
+                  "in numpy by rkrt, the rest on the NPU)")  # fmt: skip
         expected = estimator.predict(X)
         same_chunked = bool(np.array_equal(predicted, one_by_one))
         name = f"{item.model.name} {item.precision}"
@@ -209,7 +269,8 @@ def run_on_emulated_board(converted: List[Converted]) -> None:
 def main() -> int:
     start = time.perf_counter()
     print(f"emit {emit.__version__}: scikit-learn -> Rockchip NPU demo (target rk3588)")
-    print("Step 1: training MLPClassifier on digits and MLPRegressor on diabetes ...")
+    print("Step 1: training MLPClassifier on digits, MLPRegressor on diabetes and a tabular "
+          "pipeline on a breast-cancer DataFrame with categories and missing values ...")
     models = train_models()
     for model in models:
         print(f"  {model.name}: {type(model.estimator).__name__}, {model.score}")

@@ -26,8 +26,9 @@ def test_demo_converts_verifies_and_predicts_on_the_emulated_board() -> None:
     out = done.stdout
     assert "Every compute layer of every model runs on the NPU." in out
     board = out.split("EMULATED runtime", 1)[1]
-    # Four models (digits, diabetes x fp16, int8), each chunked == row at a time.
-    assert board.count("== row at a time: True") == 4
+    # Six models (digits, diabetes, tabular x fp16, int8), each chunked == row at a time.
+    assert board.count("== row at a time: True") == 6
+    assert "tabular: a DataFrame in, columns selected, imputed and encoded" in board
     assert "python -m rkrt info" in board
     # The board instructions name the wheel `make wheel` builds (tests/test_packaging.py checks
     # that name against the built wheel).
