@@ -42,6 +42,7 @@ import numpy as np
 
 # PathLike and positive_int are re-exported: this module is all that emit takes from rkrt.
 from .arguments import PathLike, positive_int  # noqa: F401
+from .errors import Error
 
 FORMAT = "rkrt-model"
 # The .npz of an MLP's weights (emit.export_weights -> rkrt.weights_mlp).
@@ -79,7 +80,7 @@ Label = Union[bool, int, float, str]
 _SEQUENCES = (list, tuple, np.ndarray)
 
 
-class MetadataError(ValueError):
+class MetadataError(Error, ValueError):
     """A sidecar or custom string is missing, malformed or does not match its model."""
 
 
