@@ -49,6 +49,7 @@ import numpy as np
 
 # PathLike and positive_int are re-exported: this module is all that emit takes from rkrt.
 from .arguments import PathLike, positive_int  # noqa: F401
+from .errors import Error
 
 # The preparation description emit writes (re-exported: this module is emit's seam).
 from .preparation import (  # noqa: F401
@@ -103,7 +104,7 @@ Label = Union[bool, int, float, str]
 _SEQUENCES = (list, tuple, np.ndarray)
 
 
-class MetadataError(ValueError):
+class MetadataError(Error, ValueError):
     """A sidecar or custom string is missing, malformed or does not match its model."""
 
 
