@@ -62,6 +62,7 @@ from .preparation import (  # noqa: F401
     Preparation,
     Select,
     Standardize,
+    Step,
 )
 
 FORMAT = "rkrt-model"

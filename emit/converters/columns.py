@@ -30,7 +30,7 @@ from emit.converters.registry import (
 )
 from emit.errors import UnsupportedModelError
 from emit.network import Affine
-from rkrt.preparation import (
+from rkrt.metadata import (
     UNKNOWN_ERROR,
     UNKNOWN_ZEROS,
     Branch,
