@@ -33,11 +33,15 @@ def check_numerics(
     input, or any layer's pre-activation output on `example_input` beyond float16
     range raise `Float16RangeError`, or warn `Float16RangeWarning` with
     ``on_overflow="warn"``. Messages name the layers as the ONNX graph does
-    ("layer0.weight", "layer1.gemm output", ...).
+    ("layer0.weight", "layer1.gemm output", ...). `example_input` holds rows as the
+    estimator takes them (a DataFrame for a pipeline with board-side steps).
     """
     if on_overflow not in ON_OVERFLOW:
         raise ValueError(f"on_overflow must be one of {ON_OVERFLOW}, got {on_overflow!r}")
-    check_network(lower(estimator), example_input, float16=float16, on_overflow=on_overflow)
+    network = lower(estimator)
+    if example_input is not None and network.preparation is not None:
+        example_input = network.preparation.transform(example_input)
+    check_network(network, example_input, float16=float16, on_overflow=on_overflow)
 
 
 def check_network(

@@ -130,6 +130,13 @@ def test_first_step_imputer_checks_names_exactly() -> None:
         preparation.transform(X[["b", "a"]])
 
 
+def test_check_numerics_prepares_the_example_rows() -> None:
+    estimator, X = frame_pipeline()
+    emit.check_numerics(estimator, X)  # a DataFrame with strings and NaN: prepared first
+    with pytest.raises(emit.Float16RangeError, match="the input reaches 1e\\+06"):
+        emit.check_numerics(estimator, X.assign(kids=1e6))
+
+
 def test_pipeline_without_board_steps_has_no_preparation() -> None:
     X = np.random.default_rng(0).normal(size=(20, 3))
     assert emit.to_preparation(make_pipeline(StandardScaler(), Ridge()).fit(X, X[:, 0])) is None
