@@ -15,7 +15,7 @@ import numpy as np
 from .arguments import PathLike
 from .compiled import CompiledModel
 from .cores import CoreMask, MaskLike
-from .feature_names import check_feature_names
+from .inputs import check_feature_names, refuse_sparse, require_2d
 from .metadata import ModelMetadata
 
 # The row counts of a forward pass that has no compiled ones (rkrt.weights_mlp).
@@ -231,22 +231,11 @@ class MLPRegressor(NPUEstimator):
 def _validate(X: Any, metadata: ModelMetadata, name: str) -> np.ndarray:
     """X as a C-contiguous float32 (n_rows, n_features) array, checked like scikit-learn."""
     check_feature_names(X, metadata.feature_names_in, name)
-    if hasattr(X, "tocsr") or hasattr(X, "toarray"):
-        raise TypeError(f"{name} does not take sparse input; convert it with X.toarray()")
+    refuse_sparse(X, name)
     x = np.asarray(X)
-    if x.dtype.kind == "c":
-        raise ValueError("Complex data not supported")
-    if x.dtype.kind not in "biuf":
+    if x.dtype.kind not in "biufc":
         x = x.astype(np.float64)  # strings of numbers, as scikit-learn; others raise here
-    if x.ndim != 2:
-        if x.ndim > 2:
-            raise ValueError(f"Found array with dim {x.ndim}. {name} expected <= 2.")
-        kind = "scalar" if x.ndim == 0 else "1D"
-        raise ValueError(
-            f"Expected 2D array, got {kind} array instead:\narray={x}.\n"
-            "Reshape your data either using array.reshape(-1, 1) if your data has a single "
-            "feature or array.reshape(1, -1) if it contains a single sample."
-        )
+    require_2d(x, name)
     if x.shape[1] != metadata.n_features_in:
         raise ValueError(
             f"X has {x.shape[1]} features, but {name} is expecting "

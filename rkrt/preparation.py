@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .feature_names import check_feature_names, feature_names
+from .inputs import check_feature_names, feature_names, refuse_sparse, require_2d
 
 FORMAT = "rkrt-preparation"
 SCHEMA_VERSION = 1
@@ -511,8 +511,7 @@ class Preparation(_ComparedAsJSON):
 
     def _columns(self, X: Any, name: str) -> Columns:
         """X as a list of 1-D columns, selected and checked as scikit-learn does."""
-        if hasattr(X, "tocsr") or hasattr(X, "toarray"):
-            raise TypeError(f"{name} does not take sparse input; convert it with X.toarray()")
+        refuse_sparse(X, name)
         first = self.steps[0]
         frame = hasattr(X, "columns") and hasattr(X, "iloc")
         if frame and isinstance(first, Select) and self.feature_names_in is not None:
@@ -600,17 +599,7 @@ def _array(X: Any, name: str) -> np.ndarray:
     if not hasattr(X, "dtype") and array.dtype.kind in "US":
         # A list mixing strings and numbers: keep each value's type, as scikit-learn does.
         array = np.asarray(X, dtype=object)
-    if array.dtype.kind == "c":
-        raise ValueError("Complex data not supported")
-    if array.ndim != 2:
-        if array.ndim > 2:
-            raise ValueError(f"Found array with dim {array.ndim}. {name} expected <= 2.")
-        kind = "scalar" if array.ndim == 0 else "1D"
-        raise ValueError(
-            f"Expected 2D array, got {kind} array instead:\narray={array}.\n"
-            "Reshape your data either using array.reshape(-1, 1) if your data has a single "
-            "feature or array.reshape(1, -1) if it contains a single sample."
-        )
+    require_2d(array, name)
     return array
 
 

@@ -16,20 +16,14 @@ from emit.network import Affine
 @register_transform(StandardScaler)
 def convert_standard_scaler(scaler: StandardScaler) -> Affine:
     """(x - mean_) / scale_, either part absent when disabled."""
-    n = scaler.n_features_in_
     # with_mean=False still records mean_ (for the variance), but transform ignores it.
-    mean = _float64(scaler.mean_) if scaler.with_mean else np.zeros(n)
-    inverse_scale = 1.0 / _float64(scaler.scale_) if scaler.with_std else np.ones(n)
-    return Affine(inverse_scale, -mean * inverse_scale)
+    return _center_then_scale(scaler, scaler.mean_, scaler.with_mean, scaler.with_std)
 
 
 @register_transform(RobustScaler)
 def convert_robust_scaler(scaler: RobustScaler) -> Affine:
     """(x - center_) / scale_, either part absent when disabled."""
-    n = scaler.n_features_in_
-    center = _float64(scaler.center_) if scaler.with_centering else np.zeros(n)
-    inverse_scale = 1.0 / _float64(scaler.scale_) if scaler.with_scaling else np.ones(n)
-    return Affine(inverse_scale, -center * inverse_scale)
+    return _center_then_scale(scaler, scaler.center_, scaler.with_centering, scaler.with_scaling)
 
 
 @register_transform(MinMaxScaler)
@@ -58,6 +52,14 @@ def convert_pca(pca: PCA) -> Affine:
         projection = projection / scale
         offset = offset / scale
     return Affine(projection, offset)
+
+
+def _center_then_scale(scaler: Any, center: Any, centers: bool, scales: bool) -> Affine:
+    """(x - center) / scaler.scale_, either part left out when the scaler disables it."""
+    n = scaler.n_features_in_
+    offset = _float64(center) if centers else np.zeros(n)
+    inverse_scale = 1.0 / _float64(scaler.scale_) if scales else np.ones(n)
+    return Affine(inverse_scale, -offset * inverse_scale)
 
 
 def _refuse_clip(scaler: Any) -> None:

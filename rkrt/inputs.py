@@ -1,9 +1,11 @@
-"""Feature names of DataFrame-like inputs, checked against the fitted ones as scikit-learn does."""
+"""X checked as scikit-learn checks it: feature names, sparsity, dimensions."""
 
 from __future__ import annotations
 
 import warnings
 from typing import Any, Optional
+
+import numpy as np
 
 
 def check_feature_names(X: Any, fitted: Optional[tuple[str, ...]], name: str) -> None:
@@ -58,3 +60,23 @@ def feature_names(X: Any) -> Optional[list[str]]:
             "all to strings, e.g. X.columns = X.columns.astype(str)."
         )
     return None
+
+
+def refuse_sparse(X: Any, name: str) -> None:
+    if hasattr(X, "tocsr") or hasattr(X, "toarray"):
+        raise TypeError(f"{name} does not take sparse input; convert it with X.toarray()")
+
+
+def require_2d(array: np.ndarray, name: str) -> None:
+    """Raise as scikit-learn does for complex and not two-dimensional input."""
+    if array.dtype.kind == "c":
+        raise ValueError("Complex data not supported")
+    if array.ndim != 2:
+        if array.ndim > 2:
+            raise ValueError(f"Found array with dim {array.ndim}. {name} expected <= 2.")
+        kind = "scalar" if array.ndim == 0 else "1D"
+        raise ValueError(
+            f"Expected 2D array, got {kind} array instead:\narray={array}.\n"
+            "Reshape your data either using array.reshape(-1, 1) if your data has a single "
+            "feature or array.reshape(1, -1) if it contains a single sample."
+        )
