@@ -236,7 +236,7 @@ def test_pool_sends_work_to_an_idle_context_not_behind_a_busy_one(rt) -> None:  
         waited = time.monotonic() - start
         # One context is idle: this call must not have queued behind the busy one.
         assert not slow.done(), "the busy context finished first: the call waited behind it"
-        assert waited < busy_s / 4, waited
+        assert waited < busy_s / 2, waited
         np.testing.assert_allclose(quick[0], slow.result()[0], rtol=0, atol=0)
 
 
