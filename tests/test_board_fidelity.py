@@ -215,6 +215,17 @@ def test_native_attrs_describe_the_layout_the_double_reads(rt, name) -> None:  #
                                **tolerance("float16"))  # fmt: skip
 
 
+@pytest.mark.parametrize("field,value", [("w_stride", 4), ("c", 4), ("c2", 0), ("c2", 65)])
+def test_malformed_image_layouts_are_refused_at_init(rt, field: str, value: int) -> None:  # noqa: F811
+    layout = ImageLayout(3, 4, 5, native_fmt="NC1HWC2", w_stride=8, c2=8)
+    model = _image_model(layout)
+    object.__setattr__(layout, field, value)  # past ImageLayout's own checks, into the bytes
+    with pytest.raises(rkrt.RKNNError) as exc:
+        rkrt.Session(model.to_bytes())
+    assert exc.value.symbol == "RKNN_ERR_MODEL_INVALID"
+    assert "input layout" in rt.last_error()
+
+
 # ---- 6. Pool: a call goes to an idle context, never waits behind a busy one ----
 
 
