@@ -127,11 +127,11 @@ LAYOUTS = {
 }
 
 
-def _image_model(layout: ImageLayout, dtype: str = "float16") -> FakeModel:
+def _image_model(layout: ImageLayout) -> FakeModel:
     rng = np.random.default_rng(3)
     n = layout.c * layout.h * layout.w
     w = rng.normal(0, 1 / np.sqrt(n), (n, 3)).astype(np.float32)
-    return FakeModel([Dense(w, np.zeros(3, np.float32))], dtype=dtype, input_layouts=[layout])
+    return FakeModel([Dense(w, np.zeros(3, np.float32))], input_layouts=[layout])
 
 
 def _image(layout: ImageLayout, seed: int = 0) -> np.ndarray:
