@@ -99,11 +99,11 @@ def test_double_counts_syncs_in_the_wrong_direction_or_order(rt) -> None:  # noq
     """The counters the test above relies on see each mistake a board would punish."""
     model = mlp((4, 8, 3))
     with rkrt.Session(model.to_bytes()) as s, s.bind() as io:
-        handle, sync = s.handle, s._runtime.symbol("rknn_mem_sync")
+        handle, sync = s.handle, s._context.runtime.symbol("rknn_mem_sync")
         (mem_in,), (mem_out,) = io._in_mems, io._out_mems
         assert sync(handle, mem_out, FROM_DEVICE) == 0  # before any run wrote it
         assert rt.counter("sync_order") == 1
-        assert s._runtime.lib.rknn_run(handle, ffi.NULL) == 0  # input never flushed
+        assert s._context.runtime.lib.rknn_run(handle, ffi.NULL) == 0  # input never flushed
         assert rt.counter("sync_order") == 2
         assert rt.mem_info(_address(mem_out))["unread_output"] == 1
         assert sync(handle, mem_in, FROM_DEVICE) == 0
@@ -191,7 +191,7 @@ def test_native_attrs_describe_the_layout_the_double_reads(rt, name) -> None:  #
     x = _image(layout).astype(np.float16)
     native = _native_bytes(layout, x)
     with rkrt.Session(model.to_bytes()) as s:
-        lib, handle = s._runtime.lib, s.handle
+        lib, handle = s._context.runtime.lib, s.handle
         attr = ffi.new("rknn_tensor_attr*")
         q = enum("rknn_query_cmd")["RKNN_QUERY_NATIVE_INPUT_ATTR"]
         assert lib.rknn_query(handle, q, attr, ffi.sizeof(attr[0])) == 0
@@ -257,7 +257,7 @@ def test_pool_sends_work_to_an_idle_context_not_behind_a_busy_one(rt) -> None:  
 def test_new_runtime_memory_is_not_zero(rt) -> None:  # noqa: F811
     model = mlp((4, 8, 3))
     with rkrt.Session(model.to_bytes()) as s:
-        runtime, handle = s._runtime, s.handle
+        runtime, handle = s._context.runtime, s.handle
         mem = runtime.symbol("rknn_create_mem")(handle, 64)
         try:
             data = np.frombuffer(ffi.buffer(mem.virt_addr, 64), np.float16)
