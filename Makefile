@@ -55,7 +55,9 @@ $(NP2_STAMP): pyproject.toml Makefile
 	touch $(NP2_STAMP)
 
 $(NP2_WHEEL_STAMP): $(NP2_STAMP) $(WHEEL)
-	$(NP2_PY) -m pip --disable-pip-version-check install -q --no-deps --force-reinstall $(WHEEL)
+	# as a user installs it: the wheel with the dependencies it declares (cffi; numpy 2 is kept)
+	$(NP2_PY) -m pip --disable-pip-version-check uninstall -q -y rkrt
+	$(NP2_PY) -m pip --disable-pip-version-check install -q $(WHEEL)
 	touch $(NP2_WHEEL_STAMP)
 
 # Built from a clean state: setuptools would otherwise reuse build/ and ship stale modules.
