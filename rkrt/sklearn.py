@@ -26,6 +26,11 @@ Differences from scikit-learn, on purpose:
 * Zero rows are allowed and give empty results (scikit-learn raises).
 * NaN and infinity raise ValueError, also for values that only overflow float32.
 
+A model converted from a Pipeline that starts with a ColumnTransformer, SimpleImputer,
+OneHotEncoder or OrdinalEncoder carries their description in its metadata; ``predict``
+and friends run them in numpy first (see rkrt.preparation), so X is what the pipeline
+took: a DataFrame with strings, NaN and None, selected by column name as scikit-learn does.
+
 Any number of rows is run in chunks of the model's compiled batch sizes: as many
 chunks of the largest size as fit, then the remaining rows in one run at the
 smallest size that holds them, zero-padded if needed (the fewest runs; rows never
