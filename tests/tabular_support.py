@@ -97,7 +97,7 @@ def cases(draw: st.DrawFn) -> Case:
         num_scaler=draw(st.sampled_from([None, "standard", "robust", "minmax"])),
         cat_imputer=draw(st.sampled_from([None, "most_frequent", "constant"])),
         cat_encoder=draw(st.sampled_from(["onehot", "onehot", "ordinal"])),
-        handle_unknown=draw(st.sampled_from(["ignore", "infrequent_if_exist"])),
+        handle_unknown=draw(st.sampled_from(["ignore", "infrequent_if_exist", "warn"])),
         drop=draw(st.sampled_from([None, None, "first", "if_binary"])),
         min_frequency=draw(st.sampled_from([None, None, 4])),
         max_categories=draw(st.sampled_from([None, None, 3])),

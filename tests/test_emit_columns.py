@@ -108,6 +108,19 @@ def test_unknown_category_raises_when_the_encoder_does() -> None:
         emit.to_preparation(estimator).transform(unseen)
 
 
+def test_handle_unknown_warn_warns_as_scikit_learn() -> None:
+    X = pd.DataFrame({"k": ["u", "u", "u", "v", "w", "w", "w"]})
+    encoder = OneHotEncoder(handle_unknown="warn", min_frequency=2)
+    estimator = make_pipeline(encoder, Ridge()).fit(X, np.arange(7.0))
+    unseen = pd.DataFrame({"k": ["z", "u"]})
+    message = r"Found unknown categories in columns \[0\] during transform"
+    with pytest.warns(UserWarning, match=message):
+        expected = estimator.predict(unseen)
+    with pytest.warns(UserWarning, match=message):
+        got = _graph_on_prepared(estimator, unseen)
+    assert_close(got, expected[:, None])
+
+
 def test_array_input_selects_by_position_and_warns_about_names() -> None:
     estimator, X = frame_pipeline()
     preparation = emit.to_preparation(estimator)
