@@ -140,6 +140,9 @@ class ModelMetadata:
             if isinstance(value, _SEQUENCES):
                 object.__setattr__(self, name, tuple(_python_scalar(v) for v in value))
         object.__setattr__(self, "n_features_in", _python_scalar(self.n_features_in))
+        # A custom string may drop feature_names_in; the preparation still holds them.
+        if self.feature_names_in is None and isinstance(self.preparation, Preparation):
+            object.__setattr__(self, "feature_names_in", self.preparation.feature_names_in)
         # Copies, so the caller's dicts cannot change a frozen instance afterwards.
         if isinstance(self.versions, Mapping):
             object.__setattr__(self, "versions", dict(self.versions))

@@ -8,6 +8,7 @@ None and unseen categories): within float16 precision, labels equal.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,7 @@ def test_preparation_in_the_custom_string_when_it_fits(fake_rt, tmp_path: Path) 
     path = write_model(estimator, tmp_path / "m.rknn", sidecar=False)
     with rks.load(path) as npu:
         np.testing.assert_allclose(npu.predict(X), estimator.predict(X), atol=2e-2)
+        assert list(npu.feature_names_in_) == list(estimator.feature_names_in_)
 
 
 def test_preparation_too_long_for_the_custom_string_asks_for_the_sidecar(
@@ -144,3 +146,10 @@ def test_sidecar_without_preparation_reads_as_before() -> None:
     text = model_metadata(estimator, lower(estimator)).to_json()
     assert "preparation" not in text
     assert ModelMetadata.from_json(text).preparation is None
+
+
+def test_names_dropped_from_the_custom_string_come_from_the_preparation() -> None:
+    estimator, _ = frame_pipeline()
+    metadata = model_metadata(estimator, lower(estimator))
+    bare = dataclasses.replace(metadata, feature_names_in=None)
+    assert bare.feature_names_in == ("age", "city", "kids")
