@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
+import aarch64_lane
 import pytest
-
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-sys.path.insert(0, str(BENCH))
-
-import aarch64_lane  # noqa: E402
-import run_all  # noqa: E402
-from report import LINE_LABELS, overhead_ratio, target_checks  # noqa: E402
+import run_all
+from report import LINE_LABELS, overhead_ratio, target_checks
 
 FLOOR_SEQUENCE = {"rknn_inputs_set", "rknn_run", "rknn_outputs_get", "rknn_outputs_release"}
 

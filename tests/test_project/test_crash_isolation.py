@@ -9,11 +9,11 @@ from pathlib import Path
 
 from crash_isolation import PLANT_SEGFAULT
 
-REPO = Path(__file__).resolve().parent.parent
-CRASHING = "tests/test_binding.py::test_native_float16_buffers_need_no_conversion"
+REPO = Path(__file__).resolve().parents[2]
+CRASHING = "tests/test_rkrt/test_binding.py::test_native_float16_buffers_need_no_conversion"
 # An isolated neighbour after the crash and a test that runs in-process.
-OTHERS = ("tests/test_external.py::test_from_phys_uses_the_callers_mapping",
-          "tests/test_session.py::test_specs_describe_the_model")  # fmt: skip
+OTHERS = ("tests/test_rkrt/test_external.py::test_from_phys_uses_the_callers_mapping",
+          "tests/test_rkrt/test_session.py::test_specs_describe_the_model")  # fmt: skip
 
 
 def test_planted_segfault_fails_only_its_test() -> None:

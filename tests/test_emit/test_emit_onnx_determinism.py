@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # Several layers: a hash-ordered collection of their 8 initializer names would come out in
 # another order for another seed (the chance that two seeds agree is far below 1 %).
