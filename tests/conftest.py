@@ -67,7 +67,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-    return crash_isolation.run_isolated(item)
+    return crash_isolation.run_isolated(item, nextitem)
 
 
 @pytest.fixture(scope="session")
