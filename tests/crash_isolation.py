@@ -87,7 +87,7 @@ def _forked_reports(item: pytest.Item) -> list[pytest.TestReport]:
                               f"{item.nodeid}: the test process {why}", "call")]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _planted_segfault(request: pytest.FixtureRequest) -> None:
-    if os.environ.get(PLANT_SEGFAULT) == request.node.nodeid:
+def plant_segfault(nodeid: str) -> None:
+    """Segfault now if PLANT_SEGFAULT names this test (conftest.py calls it before each)."""
+    if os.environ.get(PLANT_SEGFAULT) == nodeid:
         ctypes.string_at(0)  # reads address 0: SIGSEGV

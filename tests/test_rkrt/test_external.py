@@ -12,14 +12,11 @@ from typing import Iterator
 
 import numpy as np
 import pytest
-import rkrt_support
 from rkrt_support import NO_LEAKS, inputs_for, mlp, rss_bytes
 
 import rkrt
 from rkrt import external, lowlevel
 from rkrt._ffi import ffi
-
-rt = rkrt_support.rt
 
 CREATE_FNS = ("rknn_create_mem", "rknn_create_mem_from_fd", "rknn_create_mem_from_phys")
 

@@ -18,8 +18,6 @@ from rkrt_support import inputs_for, mlp, rss_bytes
 
 import rkrt
 
-rt = rkrt_support.rt
-
 MODEL = mlp((8, 32, 4), dtype="float16", seed=9)
 TOLERANCE = 384 * 1024
 
