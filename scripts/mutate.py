@@ -41,14 +41,14 @@ MUTANTS = (
     Mutant(
         "fp16-input-upcast-slow-path",
         "Session.run converts float16 inputs to float32 before C (list/dict path)",
-        "rkrt/session.py",
+        "rkrt/general.py",
         (("checked = [np.require(a, dt, [", "checked = [np.require(a, _F32 if dt == np.float16 else dt, ["),),  # noqa: E501
         (FIDELITY, "tests/test_rkrt/test_session_inputs.py"),
     ),
     Mutant(
         "fp16-input-upcast-fast-path",
         "Session.run converts float16 inputs to float32 before C (positional path)",
-        "rkrt/session.py",
+        "rkrt/general.py",
         (("                    for slot, a in zip(slots, arrays):\n",
           "                    arrays = [a.astype(_F32) if a.dtype == np.float16 else a "
           "for a in arrays]\n                    for slot, a in zip(slots, arrays):\n"),),
@@ -57,7 +57,7 @@ MUTANTS = (
     Mutant(
         "out-reshaped-in-place",
         "an out= array reshaped in place after the first call is accepted",
-        "rkrt/session.py",
+        "rkrt/general.py",
         (("                            or y.shape != o.shape\n", ""),),
         (FIDELITY, "tests/test_rkrt/test_session.py"),
     ),
