@@ -163,7 +163,10 @@ def _scratch_copy(root: Path) -> Path:
     dest = root / "repo"
     for rel in filter(None, listed.split("\0")):
         src = REPO / rel
-        if src.is_file():
+        if src.is_symlink():  # rkrt/native_headers: a link git tracks as a link
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).symlink_to(os.readlink(src))
+        elif src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     (REPO / ".cache").mkdir(exist_ok=True)
