@@ -273,8 +273,10 @@ def run_on_emulated_board(converted: List[Converted]) -> None:
 def main() -> int:
     start = time.perf_counter()
     print(f"emit {emit.__version__}: scikit-learn -> Rockchip NPU demo (target rk3588)")
-    print("Step 1: training MLPClassifier on digits, MLPRegressor on diabetes and a tabular "
-          "pipeline on a breast-cancer DataFrame with categories and missing values ...")
+    print(
+        "Step 1: training MLPClassifier on digits, MLPRegressor on diabetes and a tabular "
+        "pipeline on a breast-cancer DataFrame with categories and missing values ..."
+    )
     models = train_models()
     for model in models:
         print(f"  {model.name}: {type(model.estimator).__name__}, {model.score}")

@@ -75,7 +75,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(case=cases())
-def test_prepared_pipeline_matches_scikit_learn(fake_rt, models: Path, case: Case) -> None:
+def test_prepared_pipeline_matches_scikit_learn(rt, models: Path, case: Case) -> None:
     estimator, _, X_test = fitted(case)
     path = write_model(estimator, models / f"case{case.seed}.rknn")
     with rks.load(path) as npu:
@@ -87,28 +87,28 @@ def test_prepared_pipeline_matches_scikit_learn(fake_rt, models: Path, case: Cas
 
 
 @pytest.mark.parametrize("name", sorted(AFFINE))
-def test_affine_estimator_on_the_test_double(fake_rt, tmp_path: Path, name: str) -> None:
+def test_affine_estimator_on_the_test_double(rt, tmp_path: Path, name: str) -> None:
     estimator, X = fit_affine(name)
     with rks.load(write_model(estimator, tmp_path / "m.rknn")) as npu:
         assert_like_scikit_learn(npu, estimator, X)
 
 
-def test_dataframe_by_name_and_errors_as_scikit_learn(fake_rt, tmp_path: Path) -> None:
+def test_dataframe_by_name_and_errors_as_scikit_learn(rt, tmp_path: Path) -> None:
     estimator, X = frame_pipeline()
     with rks.load(write_model(estimator, tmp_path / "m.rknn")) as npu:
         assert list(npu.feature_names_in_) == ["age", "city", "kids"]
         assert npu.n_features_in_ == 3
         shuffled = X[["kids", "city", "age"]].assign(extra="x")
         np.testing.assert_allclose(npu.predict(shuffled), estimator.predict(shuffled), atol=2e-2)
-        before = fake_rt.calls("rknn_run")
+        before = rt.calls("rknn_run")
         with pytest.raises(ValueError, match="columns are missing"):
             npu.predict(X.drop(columns="age"))
         with pytest.raises(ValueError, match=r"Found unknown categories \['paris'\]"):
             npu.predict(X.assign(city="paris"))
-        assert fake_rt.calls("rknn_run") == before  # refused before the NPU
+        assert rt.calls("rknn_run") == before  # refused before the NPU
 
 
-def test_nan_left_after_preparation_raises(fake_rt, tmp_path: Path) -> None:
+def test_nan_left_after_preparation_raises(rt, tmp_path: Path) -> None:
     estimator, X = frame_pipeline()  # "kids" passes through without an imputer
     with (
         rks.load(write_model(estimator, tmp_path / "m.rknn")) as npu,
@@ -117,7 +117,7 @@ def test_nan_left_after_preparation_raises(fake_rt, tmp_path: Path) -> None:
         npu.predict(X.assign(kids=[0.0, np.nan, 1, 2, 3, 4]))
 
 
-def test_preparation_in_the_custom_string_when_it_fits(fake_rt, tmp_path: Path) -> None:
+def test_preparation_in_the_custom_string_when_it_fits(rt, tmp_path: Path) -> None:
     estimator, X = frame_pipeline()
     path = write_model(estimator, tmp_path / "m.rknn", sidecar=False)
     with rks.load(path) as npu:
@@ -126,7 +126,7 @@ def test_preparation_in_the_custom_string_when_it_fits(fake_rt, tmp_path: Path) 
 
 
 def test_preparation_too_long_for_the_custom_string_asks_for_the_sidecar(
-    fake_rt, tmp_path: Path
+    rt, tmp_path: Path
 ) -> None:
     X = pd.DataFrame({"word": [f"category-{i:03d}" for i in range(120)]})
     estimator = make_pipeline(OneHotEncoder(), Ridge()).fit(X, np.arange(120.0))
