@@ -721,6 +721,12 @@ def test_corrupt_models_are_refused_without_crashing(raw, fake_rt):
         assert init(blob[:cut]) == MODEL, cut
     assert init(blob + b"\0") == MODEL
     assert init(b"RKNN\x00\x00\x00\x00" + bytes(200)) == MODEL  # a real .rknn starts "RKNN"
+    # "RKNN" in front of a fake model (for bindings that check it) is skipped, once
+    assert model.to_bytes(rknn_prefix=True) == b"RKNN" + blob
+    assert init(b"RKNN" + blob) == SUCC
+    assert init(b"RKNNRKNN" + blob) == MODEL
+    for cut in range(4, len(blob) + 4, 7):
+        assert init((b"RKNN" + blob)[:cut]) == MODEL, cut
     rng = np.random.default_rng(21)
     accepted = 0
     for _ in range(400):

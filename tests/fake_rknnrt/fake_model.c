@@ -6,6 +6,7 @@
 #include "fake_internal.h"
 
 static const uint8_t MAGIC[8] = {'R', 'K', 'F', 'A', 'K', 'E', 0, 1};
+static const uint8_t RKNN_PREFIX[4] = {'R', 'K', 'N', 'N'};
 #define FORMAT_VERSION 1u
 
 /* Limits keep every size computation far from overflow and every allocation modest. */
@@ -116,8 +117,14 @@ static int parse_layers(reader* r, fake_model* m) {
 }
 
 fake_model* fake_model_parse(const uint8_t* data, size_t size) {
-    reader r = {data, size};
     uint32_t version, dtype;
+    /* Real .rknn files begin with "RKNN", and some bindings refuse any other file before
+     * calling rknn_init: a fake model may carry those 4 bytes in front. */
+    if (data && size >= sizeof RKNN_PREFIX && memcmp(data, RKNN_PREFIX, sizeof RKNN_PREFIX) == 0) {
+        data += sizeof RKNN_PREFIX;
+        size -= sizeof RKNN_PREFIX;
+    }
+    reader r = {data, size};
     if (!data || size < sizeof MAGIC || memcmp(data, MAGIC, sizeof MAGIC) != 0) {
         fake_fail(RKNN_ERR_MODEL_INVALID, "not a fake model (magic bytes RKFAKE\\0\\1 missing)");
         return NULL;

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 MAGIC = b"RKFAKE\x00\x01"
+RKNN_PREFIX = b"RKNN"
 VERSION = 1
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "softmax")
 # The model's native type, as rknn_tensor_type values.
@@ -130,9 +131,13 @@ class FakeModel:
         """The first allowed batch: the shape the runtime starts with."""
         return self.batch_sizes[0]
 
-    def to_bytes(self) -> bytes:
-        """Serialise in the fake runtime's format (little-endian, see README.md)."""
-        parts = [MAGIC, struct.pack("<6I", VERSION, DTYPES[self.dtype], len(self.inputs),
+    def to_bytes(self, rknn_prefix: bool = False) -> bytes:
+        """Serialise in the fake runtime's format (little-endian, see README.md).
+
+        ``rknn_prefix`` puts the 4 bytes ``RKNN`` in front, as real .rknn files begin, for
+        bindings that check them before calling rknn_init."""
+        parts = [RKNN_PREFIX] if rknn_prefix else []
+        parts += [MAGIC, struct.pack("<6I", VERSION, DTYPES[self.dtype], len(self.inputs),
                                     len(self.outputs), len(self.layers), len(self.batch_sizes))]
         parts.append(struct.pack(f"<{len(self.batch_sizes)}I", *self.batch_sizes))
         for tensors, quant in ((self.inputs, self.input_quant), (self.outputs, self.output_quant)):
@@ -149,9 +154,9 @@ class FakeModel:
         parts.append(struct.pack("<I", len(custom)) + custom)
         return b"".join(parts)
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, rknn_prefix: bool = False) -> Path:
         path = Path(path)
-        path.write_bytes(self.to_bytes())
+        path.write_bytes(self.to_bytes(rknn_prefix))
         return path
 
     def _native(self, x: np.ndarray, scale: float, zp: int) -> np.ndarray:
