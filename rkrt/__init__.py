@@ -16,6 +16,7 @@ from .errors import (
     RuntimeNotFoundError,
     ShapeError,
 )
+from .gate import BusyError
 from .pool import Pool
 from .session import Session
 from .tensor import TensorSpec
@@ -37,6 +38,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'rkrt' has no attribute {name!r}")
 
 __all__ = [
+    "BusyError",
     "ClosedError",
     "CoreMask",
     "DTypeError",
