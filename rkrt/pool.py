@@ -7,6 +7,7 @@ import asyncio
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from concurrent.futures import Future
 from typing import (
@@ -115,25 +116,17 @@ class Pool:
 
     # ---- on the pool's threads ----
 
-    def _serve(self) -> None:
-        get, idle = self._tasks.get, self._idle
+    @staticmethod
+    def _serve(tasks: queue.SimpleQueue[Optional[_Task]], idle: queue.SimpleQueue[Session]) -> None:
+        # No reference to the Pool, nor to a finished task while waiting (its future's
+        # callbacks hold the Pool): an unclosed Pool is still collected (see _stop).
+        get = tasks.get
         while True:
             task = get()
             if task is None:
                 return
-            future, call, args = task
-            if not future.set_running_or_notify_cancel():
-                continue  # cancelled while queued: its slot was given back then
-            session = idle.get()
-            try:
-                result = call(session, *args)
-            except BaseException as exc:
-                idle.put(session)
-                future.set_exception(exc)
-            else:
-                # Back before set_result: a callback may close the pool.
-                idle.put(session)
-                future.set_result(result)
+            _do(task, idle)
+            del task
 
     def _enqueue(self, call: Callable[..., Any], args: tuple[Any, ...]) -> Future:
         """Queue a task whose gate slot the caller holds; the slot is given back when the task
@@ -146,9 +139,11 @@ class Pool:
                 raise ClosedError("this rkrt.Pool is closed; open a new one")
             if not self._threads:
                 self._threads = [
-                    threading.Thread(target=self._serve, name=f"rkrt-pool-{i}", daemon=True)
+                    threading.Thread(target=self._serve, args=(self._tasks, self._idle),
+                                     name=f"rkrt-pool-{i}", daemon=True)
                     for i in range(len(self.sessions))
-                ]
+                ]  # fmt: skip
+                self._stop = weakref.finalize(self, _stop, self._tasks, len(self._threads))
                 for t in self._threads:
                     t.start()
             self._tasks.put((future, call, args))
@@ -268,8 +263,8 @@ class Pool:
             threads = self._threads
             if cancel:
                 self._cancel_queued()
-            for _ in threads:
-                self._tasks.put(None)  # after the queued tasks: those finish first
+            if threads:
+                self._stop()  # after the queued tasks: those finish first
         me = threading.current_thread()
         for t in threads:
             if t is not me:
@@ -305,6 +300,28 @@ class Pool:
     def __repr__(self) -> str:
         masks = ", ".join(s.core_mask.name for s in self.sessions)
         return f"<rkrt.Pool [{masks}]{' (closed)' if self._closed else ''}>"
+
+
+def _do(task: _Task, idle: queue.SimpleQueue[Session]) -> None:
+    future, call, args = task
+    if not future.set_running_or_notify_cancel():
+        return  # cancelled while queued: its slot was given back then
+    session = idle.get()
+    try:
+        result = call(session, *args)
+    except BaseException as exc:
+        idle.put(session)
+        future.set_exception(exc)
+    else:
+        # Back before set_result: a callback may close the pool.
+        idle.put(session)
+        future.set_result(result)
+
+
+def _stop(tasks: queue.SimpleQueue[Optional[_Task]], n_threads: int) -> None:
+    """End the pool's threads once they reach this point of the queue."""
+    for _ in range(n_threads):
+        tasks.put(None)
 
 
 def _result(future: Future, deadline: Optional[float]) -> Any:

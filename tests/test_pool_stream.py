@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from concurrent.futures import CancelledError
 
 import numpy as np
@@ -195,3 +197,16 @@ def test_errors_reach_the_future_and_the_pool_goes_on(rt, rk3588) -> None:
             pool.map([np.zeros((1, 4), np.float32), np.zeros((2, 4), np.float32)])
         assert pool.submit(inputs_for(model)[0]).result()[0].shape == (1, 3)
         assert pool.in_flight == 0
+
+
+def test_an_unclosed_pool_is_collected_and_its_threads_end(rt, rk3588) -> None:
+    model = mlp()
+    pool = rkrt.Pool(model.to_bytes())
+    pool.submit(inputs_for(model)[0]).result()
+    threads, ref = list(pool._threads), weakref.ref(pool)
+    del pool
+    gc.collect()
+    assert ref() is None
+    for t in threads:
+        t.join(5)
+        assert not t.is_alive()
