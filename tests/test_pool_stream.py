@@ -42,7 +42,7 @@ class Producer:
 
 def test_max_pending_defaults_and_is_validated(rt, rk3588) -> None:
     with rkrt.Pool(mlp().to_bytes()) as pool:
-        assert pool.max_pending == 6 and pool.in_flight == 0
+        assert pool.max_pending == 12 and pool.in_flight == 0
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="max_pending must be a positive int"):
             rkrt.Pool(mlp().to_bytes(), max_pending=bad)
@@ -203,7 +203,7 @@ def test_an_unclosed_pool_is_collected_and_its_threads_end(rt, rk3588) -> None:
     model = mlp()
     pool = rkrt.Pool(model.to_bytes())
     pool.submit(inputs_for(model)[0]).result()
-    threads, ref = list(pool._threads), weakref.ref(pool)
+    threads, ref = list(pool._dispatch._threads), weakref.ref(pool)
     del pool
     gc.collect()
     assert ref() is None
