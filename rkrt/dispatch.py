@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import (
     Any,
     AsyncIterable,
@@ -28,7 +28,8 @@ from typing import (
 from .errors import ClosedError
 from .gate import Gate
 
-_Task = tuple[Future, Callable[..., Any], tuple[Any, ...]]
+# (future, fn, args); a stream item has no future: fn is _fill, which publishes to its _Slot
+_Task = tuple[Optional[Future], Callable[..., Any], tuple[Any, ...]]
 
 
 class Dispatcher:
@@ -71,14 +72,20 @@ class Dispatcher:
         future is done, cancelled while queued included."""
         future: Future = Future()
         future.add_done_callback(self._release)
+        self._put(future, fn, args)
+        return future
+
+    def _put(self, future: Optional[Future], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         with self._lock:
             if self._closed:
-                future.cancel()
+                if future is None:
+                    _fill_cancelled(*args)
+                else:
+                    future.cancel()
                 raise ClosedError(f"this {self._what} is closed; open a new one")
             if not self._threads:
                 self._start()
             self._tasks.put((future, fn, args))
-        return future
 
     def _start(self) -> None:
         self._threads = [
@@ -118,18 +125,25 @@ class Dispatcher:
     def _imap(
         self, fn: Callable[[Any], Any], inputs: Iterator[Any], deadline: Optional[float]
     ) -> Iterator[Any]:
-        window: deque[Future] = deque()
+        # Streams use _Slot, not Future: a run's result is published with one lock release
+        # instead of a Condition and callbacks, which keeps the worker's gap between two runs
+        # on a context (Python under the GIL) as short as it can be.
+        window: deque[_Slot] = deque()
         limit = self.max_pending
+        acquire, release = self._gate.acquire, self._gate.release
         try:
             for x in inputs:
                 if len(window) >= limit:
-                    yield _result(window.popleft(), deadline)
-                window.append(self.submit(fn, x))
+                    yield window.popleft().wait(deadline)
+                acquire()
+                slot = _Slot()
+                self._put(None, _fill, (slot, release, fn, x))
+                window.append(slot)
             while window:
-                yield _result(window.popleft(), deadline)
+                yield window.popleft().wait(deadline)
         finally:
-            for f in window:
-                f.cancel()
+            for slot in window:
+                slot.cancelled = True  # a run not started is skipped; one started finishes
 
     async def imap_async(
         self, fn: Callable[[Any], Any], inputs: Union[Iterable[Any], AsyncIterable[Any]]
@@ -180,8 +194,51 @@ def _serve(tasks: queue.SimpleQueue[Optional[_Task]]) -> None:
         del task  # a finished task's future holds callbacks that may hold the owner
 
 
+class _Slot:
+    """One stream item's result: a lock released once it is there (or failed, or skipped)."""
+
+    __slots__ = ("ready", "result", "error", "cancelled")
+
+    def __init__(self) -> None:
+        self.ready = threading.Lock()
+        self.ready.acquire()
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.cancelled = False
+
+    def wait(self, deadline: Optional[float]) -> Any:
+        if deadline is None:
+            self.ready.acquire()
+        elif not self.ready.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise TimeoutError("the stream's timeout passed before this result was ready")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def _fill(slot: _Slot, release: Callable[[], None], fn: Callable[[Any], Any], x: Any) -> None:
+    """A stream item on a worker: run unless its stream was left, give the gate slot back."""
+    if slot.cancelled:
+        slot.error = CancelledError()
+    else:
+        try:
+            slot.result = fn(x)
+        except BaseException as exc:
+            slot.error = exc
+    release()
+    slot.ready.release()
+
+
+def _fill_cancelled(slot: _Slot, release: Callable[[], None], *_: Any) -> None:
+    slot.cancelled = True
+    _fill(slot, release, None, None)  # type: ignore[arg-type]
+
+
 def _do(task: _Task) -> None:
     future, fn, args = task
+    if future is None:  # a stream item (_fill): it publishes its own result
+        fn(*args)
+        return
     if not future.set_running_or_notify_cancel():
         return  # cancelled while queued: its slot was given back then
     try:
@@ -204,8 +261,13 @@ def _cancel_queued(tasks: queue.SimpleQueue[Optional[_Task]]) -> None:
             task = tasks.get_nowait()
         except queue.Empty:
             return
-        if task is not None:
-            task[0].cancel()
+        if task is None:
+            continue
+        future, _, args = task
+        if future is None:
+            _fill_cancelled(*args)
+        else:
+            future.cancel()
 
 
 def _result(future: Future, deadline: Optional[float]) -> Any:
