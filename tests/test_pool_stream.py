@@ -213,3 +213,27 @@ def test_an_unclosed_pool_is_collected_and_its_threads_end(rt, rk3588) -> None:
     for t in threads:
         t.join(5)
         assert not t.is_alive()
+
+
+def test_closing_under_a_running_imap_ends_the_stream_without_hanging(rt, rk3588) -> None:
+    model = mlp()
+    rt.set_run_delay(10_000)
+    pool = rkrt.Pool(model.to_bytes(), max_pending=6)
+    outcome: list = []
+
+    def consume() -> None:
+        try:
+            for y in pool.imap(_xs(model, 200)):
+                outcome.append(y)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    time.sleep(0.03)
+    pool.close(cancel=True)
+    t.join(5)
+    assert not t.is_alive()
+    assert isinstance(outcome[-1], (CancelledError, rkrt.ClosedError))
+    assert all(isinstance(y, list) for y in outcome[:-1]) and len(outcome) < 200
+    assert rt.calls("rknn_run") < 200 and rt.live()["contexts"] == 0
