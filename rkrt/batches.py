@@ -8,8 +8,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .errors import ShapeError
+from .estimator import plan_batches
 from .session import Session
-from .sklearn import plan_batches
 
 Submit = Callable[..., Future]
 

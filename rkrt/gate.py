@@ -13,13 +13,9 @@ import threading
 from collections import deque
 from typing import Any, Union
 
-from .errors import ClosedError
+from .errors import BusyError, ClosedError
 
 _Waiter = Union[Any, "tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]"]
-
-
-class BusyError(RuntimeError):
-    """``block=False`` and the bound on work in flight is reached."""
 
 
 class Gate:

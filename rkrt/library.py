@@ -5,12 +5,11 @@ from __future__ import annotations
 import ctypes.util
 import os
 import threading
-from typing import Any, Union
+from typing import Any
 
 from ._ffi import ffi
+from .arguments import PathLike
 from .errors import MissingSymbolError, RuntimeNotFoundError
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 ENV_VAR = "RKRT_LIBRARY"
 LIBRARY_NAME = "librknnrt.so"

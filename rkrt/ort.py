@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import DTypeError, ShapeError
+from .errors import DTypeError, Error, ShapeError
 from .pool import Pool
 from .session import Model
 from .tensor import TensorSpec
@@ -46,7 +46,7 @@ _ONNX_TYPES = {
 }  # fmt: skip
 
 
-class InvalidArgument(Exception):
+class InvalidArgument(Error):
     """A call got something the model cannot take (onnxruntime's INVALID_ARGUMENT)."""
 
 

@@ -19,11 +19,11 @@ from typing import (
 
 import numpy as np
 
+from .arguments import PathLike
 from .batches import run_batch
 from .cores import SOC_CORES, CoreMask, MaskLike, detect_soc, validate_mask
 from .dispatch import Dispatcher
 from .errors import ClosedError
-from .library import PathLike
 from .session import Model, Session
 
 Outputs = list[np.ndarray]

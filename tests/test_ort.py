@@ -107,7 +107,7 @@ def test_strict_errors_are_what_both_kinds_of_user_catch(rt) -> None:
     with rkort.InferenceSession(model.to_bytes()) as sess:
         with pytest.raises(rkort.InvalidArgument, match="float64") as err:
             sess.run(None, {"input": np.zeros((1, 4), np.float64)})
-        assert isinstance(err.value, rkrt.DTypeError)
+        assert isinstance(err.value, rkrt.DTypeError) and isinstance(err.value, rkrt.Error)
         with pytest.raises(rkrt.ShapeError) as err:
             sess.run(None, {"input": np.zeros((2, 4), np.float32)})
         assert isinstance(err.value, rkort.InvalidArgument)
