@@ -8,10 +8,24 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .errors import ShapeError
-from .estimator import plan_batches
 from .session import Session
 
 Submit = Callable[..., Future]
+
+
+def plan_batches(n_rows: int, batch_sizes: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(first row, compiled batch size) of each run covering `n_rows` rows.
+
+    Full chunks of the largest size, then one run at the smallest size holding the
+    rest (the caller zero-pads it).
+    """
+    largest = max(batch_sizes)
+    n_full = n_rows // largest
+    plan = [(i * largest, largest) for i in range(n_full)]
+    tail = n_rows - n_full * largest
+    if tail:
+        plan.append((n_full * largest, min(b for b in batch_sizes if b >= tail)))
+    return plan
 
 
 def compiled_batch_sizes(session: Session) -> tuple[int, ...]:

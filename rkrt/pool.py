@@ -118,8 +118,13 @@ class Pool:
 
     # ---- on the pool's threads ----
 
-    def _submit_call(self, call: Callable[..., Any], *args: Any, block: bool = True) -> Future:
-        return self._dispatch.submit(_on_idle, self._idle, call, *args, block=block)
+    def apply(self, fn: Callable[..., Any], *args: Any, block: bool = True) -> Future:
+        """``fn(session, *args)`` on the next idle context, on the pool's threads: a Future of
+        what it returns. For work beyond one run (e.g. a zero-copy binding per context).
+
+        Bounded by ``max_pending`` like :meth:`submit`.
+        """
+        return self._dispatch.submit(_on_idle, self._idle, fn, *args, block=block)
 
     def submit(self, *arrays: Any, block: bool = True) -> Future[Outputs]:
         """Run in the background; a Future of the outputs.
@@ -127,7 +132,7 @@ class Pool:
         Waits while ``max_pending`` requests are in flight; ``block=False`` raises
         :class:`rkrt.BusyError` instead. Cancelling the future before it starts skips the run.
         """
-        return self._submit_call(_run, *arrays, block=block)
+        return self.apply(_run, *arrays, block=block)
 
     def _run_one(self) -> Callable[[Any], Outputs]:
         idle = self._idle
@@ -175,7 +180,7 @@ class Pool:
         output, equal to running the chunks one by one on a single context.
         """
         self._dispatch.check_open()
-        return run_batch(self.sessions[0], arrays, len(self.sessions), self._submit_call)
+        return run_batch(self.sessions[0], arrays, len(self.sessions), self.apply)
 
     # ---- lifecycle ----
 
