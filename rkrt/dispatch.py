@@ -8,6 +8,7 @@ a Session) stays collectable, and its finalizer stops the threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -28,7 +29,7 @@ from typing import (
 from .errors import ClosedError
 from .gate import Gate
 
-# (future, fn, args); a stream item has no future: fn is _fill, which publishes to its _Slot
+# (future, fn, args); a stream item has no future: fn is _fill, which publishes to its slot
 _Task = tuple[Optional[Future], Callable[..., Any], tuple[Any, ...]]
 
 
@@ -150,19 +151,24 @@ class Dispatcher:
     ) -> AsyncIterator[Any]:
         """:meth:`imap` for an event loop; ``inputs`` may be an async iterable."""
         self.check_open()
-        window: deque[asyncio.Future[Any]] = deque()
+        loop = asyncio.get_running_loop()
+        window: deque[_LoopSlot] = deque()
         limit = self.max_pending
+        release = self._gate.release
         try:
             async for x in _aiter(inputs):
                 if len(window) >= limit:
-                    yield await window.popleft()
+                    yield await window.popleft().waiter
                 await self._gate.acquire_async()
-                window.append(asyncio.wrap_future(self._enqueue(fn, (x,))))
+                slot = _LoopSlot(loop)
+                self._put(None, _fill, (slot, release, fn, x))
+                window.append(slot)
             while window:
-                yield await window.popleft()
+                yield await window.popleft().waiter
         finally:
-            for f in window:
-                f.cancel()
+            for slot in window:
+                slot.cancelled = True  # a run not started is skipped; one started finishes
+                slot.waiter.cancel()
 
     def close(self, cancel: bool = False) -> None:
         """Finish the queued calls (``cancel=True``: cancel them), then end the threads.
@@ -206,6 +212,9 @@ class _Slot:
         self.error: Optional[BaseException] = None
         self.cancelled = False
 
+    def publish(self) -> None:
+        self.ready.release()
+
     def wait(self, deadline: Optional[float]) -> Any:
         if deadline is None:
             self.ready.acquire()
@@ -216,7 +225,37 @@ class _Slot:
         return self.result
 
 
-def _fill(slot: _Slot, release: Callable[[], None], fn: Callable[[Any], Any], x: Any) -> None:
+class _LoopSlot:
+    """A stream item's result for an event loop: an asyncio future resolved on its loop."""
+
+    __slots__ = ("loop", "waiter", "result", "error", "cancelled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiter: asyncio.Future[Any] = loop.create_future()
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.cancelled = False
+
+    def publish(self) -> None:
+        # A closed loop raises RuntimeError here: nobody awaits this result any more.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        if self.waiter.done():
+            return
+        if self.cancelled:
+            self.waiter.cancel()
+        elif self.error is not None:
+            self.waiter.set_exception(self.error)
+        else:
+            self.waiter.set_result(self.result)
+
+
+def _fill(
+    slot: Union[_Slot, _LoopSlot], release: Callable[[], None], fn: Callable[[Any], Any], x: Any
+) -> None:
     """A stream item on a worker: run unless its stream was left, give the gate slot back."""
     if slot.cancelled:
         slot.error = CancelledError()
@@ -226,10 +265,10 @@ def _fill(slot: _Slot, release: Callable[[], None], fn: Callable[[Any], Any], x:
         except BaseException as exc:
             slot.error = exc
     release()
-    slot.ready.release()
+    slot.publish()
 
 
-def _fill_cancelled(slot: _Slot, release: Callable[[], None], *_: Any) -> None:
+def _fill_cancelled(slot: Union[_Slot, _LoopSlot], release: Callable[[], None], *_: Any) -> None:
     slot.cancelled = True
     _fill(slot, release, None, None)  # type: ignore[arg-type]
 
