@@ -10,7 +10,7 @@ from abi_oracle import check_struct, load_layout, official_functions, pointer_ty
 
 from rkrt._matmul_ffi import HEADER_TEXT, enum, ffi
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LAYOUT = load_layout("matmul_layout.json")
 STRUCTS = LAYOUT["structs"]
 

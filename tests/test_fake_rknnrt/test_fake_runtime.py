@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fake_rknnrt import Dense, FakeModel, FakeRuntime, build_library
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 HEADER = REPO / "native_headers" / "rknn_api.h"
 HEADER_FUNCTIONS = re.findall(r"^\S.*?\b(rknn_\w+)\(", HEADER.read_text(), re.M)
 ALL_FUNCTIONS = [

@@ -46,7 +46,7 @@ def fake(request: pytest.FixtureRequest):
 
 
 _ACT = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --- fitted estimators -------------------------------------------------------------

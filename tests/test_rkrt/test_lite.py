@@ -27,7 +27,7 @@ def fake(request: pytest.FixtureRequest):
     return request.getfixturevalue("rt")
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # A program written for the vendor's API, in the pattern of the rknn-toolkit-lite2 examples.
 VENDOR_PROGRAM = """\

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("rkrt", "emit")
 # Never in a wheel: the suite, the benchmarks, virtual environments, caches and build output.
 NOT_SHIPPED = ("tests/", "bench/", "examples/", "scripts/", ".venv", ".cache/", "build/")

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-sys.path.insert(0, str(BENCH))
-
-import to_onnx_speed  # noqa: E402
+import to_onnx_speed
 
 
 def test_quick_benchmark_writes_table_and_json(tmp_path: Path, capsys) -> None:

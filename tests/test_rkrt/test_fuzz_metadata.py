@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from rkrt.metadata import MetadataError, ModelMetadata
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TARGET = REPO / "scripts" / "fuzz_metadata.py"
 FUZZ_SECONDS = 20
 HAS_ATHERIS = importlib.util.find_spec("atheris") is not None

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import rkrt_support
+import session_overhead
 
 rt = rkrt_support.rt
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "session_overhead.py"
 
 
 def test_quick_run_writes_every_line(rt, tmp_path, capsys) -> None:
-    spec = importlib.util.spec_from_file_location("session_overhead", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     output = tmp_path / "result.json"
-    result = module.main(["--quick", "--output", str(output)])
+    result = session_overhead.main(["--quick", "--output", str(output)])
     assert json.loads(output.read_text()) == json.loads(json.dumps(result))
     lines = result["lines"]
     assert set(lines) == {"floor", "floor_alloc", "run", "run_out", "bind", "bind_fp16"}

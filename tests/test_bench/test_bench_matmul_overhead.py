@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import matmul_overhead
 from rkrt_support import rt  # noqa: F401  (the fixture: nothing left alive, nothing unsafe)
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-
-import matmul_overhead  # noqa: E402
 
 
 def test_quick_run_reports_every_line_and_ratio(rt, tmp_path: Path, capsys) -> None:  # noqa: F811

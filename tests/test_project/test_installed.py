@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("rkrt", "emit")
 
 
@@ -66,6 +66,23 @@ def test_cli_help_runs_from_another_directory(package: str, tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: python -m {package}")
+
+
+def test_packages_import_with_tests_on_sys_path(tmp_path: Path) -> None:
+    # bench/, examples/ and scripts/ put tests/ on sys.path to reach the test double (so does
+    # pytest): a folder of tests/ named like a package would then shadow an editable install,
+    # whose finder Python consults after the namespace package the folder makes.
+    tests = REPO / "tests"
+    code = (
+        f"import sys; sys.path.insert(0, {str(tests)!r}); import emit, rkrt; "
+        "print(rkrt.__file__, emit.__file__)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "None" not in done.stdout.split(), f"a namespace package from {tests}: {done.stdout}"
 
 
 def test_to_onnx_then_session_on_the_test_double(fake_so, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SERVICE = Path(__file__).resolve().parents[1] / "examples" / "camera_service" / "service.py"
+SERVICE = Path(__file__).resolve().parents[2] / "examples" / "camera_service" / "service.py"
 FRAMES = 300
 
 
