@@ -75,6 +75,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rkrt emit tests bench examples scripts
+	$(VENV)/bin/ruff format --check rkrt emit tests bench examples scripts
 	# the board-side package runs on old board images: the floor pyproject states, checked
 	$(VENV)/bin/vermin --target=3.9- --no-tips --eval-annotations --violations -q rkrt
 

@@ -150,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     from chart import latency_chart
 
     latency_chart(lanes, args.results / "latency.png", f"rkrt benchmark, {date}")
-    print(f"\nwrote {args.results / 'bench.json'}, {args.results / 'streaming.json'} and "
-          f"{args.results / 'latency.png'}")
+    print(
+        f"\nwrote {args.results / 'bench.json'}, {args.results / 'streaming.json'} and "
+        f"{args.results / 'latency.png'}"
+    )
     return 0
 
 

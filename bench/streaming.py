@@ -176,7 +176,7 @@ def throughput(rt, pool, session, peer_sess, settings: Settings) -> dict[str, An
         for name in names:  # warm-up: threads started, shapes set
             lines[name]()
         for r in range(settings.rounds):
-            order = names[r % len(names):] + names[: r % len(names)]
+            order = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
                 times[name].append(lines[name]())
     finally:
@@ -270,7 +270,7 @@ def overhead(library: str, model_path: Path, peer, settings: Settings) -> dict[s
     blocks: dict[str, list[float]] = {name: [] for name in calls}
     names = list(calls)
     for b in range(settings.blocks):
-        for name in names[b % len(names):] + names[: b % len(names)]:
+        for name in names[b % len(names) :] + names[: b % len(names)]:
             blocks[name].append(statistics.median(time_calls(calls[name], settings.block_calls)))
     floor_blocks = blocks["raw cffi floor"]
     result = {}

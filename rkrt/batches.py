@@ -38,8 +38,10 @@ def compiled_batch_sizes(session: Session) -> tuple[int, ...]:
     for shapes in session.input_shapes:
         firsts = {s[0] if s else None for s in shapes}
         rests = tuple(s[1:] for s in shapes)
-        if len(firsts) != 1 or None in firsts or rests != tuple(
-            s[1:] for s in session.input_shapes[0]
+        if (
+            len(firsts) != 1
+            or None in firsts
+            or rests != tuple(s[1:] for s in session.input_shapes[0])
         ):
             raise ValueError(
                 "run_batch splits rows along the first dimension, but this model's accepted "

@@ -212,8 +212,7 @@ class InferenceSession:
         unknown = [n for n in output_names if n not in self._out_index]
         if unknown:
             raise InvalidArgument(
-                f"unknown output names {unknown}; the model's outputs are "
-                f"{list(self._out_index)}"
+                f"unknown output names {unknown}; the model's outputs are {list(self._out_index)}"
             )
         return [self._out_index[n] for n in output_names]
 

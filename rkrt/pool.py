@@ -221,4 +221,3 @@ class Pool:
     def __repr__(self) -> str:
         masks = ", ".join(s.core_mask.name for s in self.sessions)
         return f"<rkrt.Pool [{masks}]{' (closed)' if self._closed else ''}>"
-

@@ -13,8 +13,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 HEADERS = REPO / "native_headers"
 BASE_FLAGS = (
-    "-std=c11", "-O2", "-shared", "-fPIC", "-pthread", "-fvisibility=hidden",
-    "-Wall", "-Wextra",
+    "-std=c11",
+    "-O2",
+    "-shared",
+    "-fPIC",
+    "-pthread",
+    "-fvisibility=hidden",
+    "-Wall",
+    "-Wextra",
 )
 
 

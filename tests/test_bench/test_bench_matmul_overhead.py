@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import matmul_overhead
-from rkrt_support import rt  # noqa: F401  (the fixture: nothing left alive, nothing unsafe)
 
 
-def test_quick_run_reports_every_line_and_ratio(rt, tmp_path: Path, capsys) -> None:  # noqa: F811
+def test_quick_run_reports_every_line_and_ratio(rt, tmp_path: Path, capsys) -> None:
     argv = ["--quick", "--shape", "2,40,24", "--json", str(tmp_path / "r.json")]
     result = matmul_overhead.main(argv)
     assert result["shape"] == {"M": 2, "K": 40, "N": 24}

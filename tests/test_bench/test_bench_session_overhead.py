@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 
-import rkrt_support
 import session_overhead
-
-rt = rkrt_support.rt
 
 
 def test_quick_run_writes_every_line(rt, tmp_path, capsys) -> None:

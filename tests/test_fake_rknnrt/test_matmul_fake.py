@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
-from rkrt_support import library, rt  # noqa: F401  (rt: the fixture)
+from rkrt_support import library
 
 from rkrt._ffi import ffi as core_ffi
 from rkrt._matmul_ffi import enum, ffi
@@ -60,7 +60,7 @@ class Raw:
 
 
 @pytest.fixture
-def raw(rt) -> Iterator[Raw]:  # noqa: F811
+def raw(rt) -> Iterator[Raw]:
     r = Raw()
     yield r
     r.close()
@@ -96,8 +96,12 @@ def test_rk3588_native_layouts(raw: Raw, mm_type: int, a_sub: int, b_tile: tuple
     np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
     # The runtime's converter produces the same native B.
     out = np.zeros(k * n, ab)
-    assert raw.lib.rknn_B_normal_layout_to_native_layout(
-        ffi.from_buffer(b), ffi.from_buffer(out), k, n, raw.info(m, k, n, mm_type)) == 0
+    assert (
+        raw.lib.rknn_B_normal_layout_to_native_layout(
+            ffi.from_buffer(b), ffi.from_buffer(out), k, n, raw.info(m, k, n, mm_type)
+        )
+        == 0
+    )
     np.testing.assert_array_equal(out, native_b)
 
 
@@ -106,8 +110,12 @@ def test_rk3588_native_b_is_split_in_8192_row_segments(raw: Raw) -> None:
     b = (np.arange(k * n) % 2039).astype(np.float16).reshape(k, n)  # exact in float16
     out = np.zeros(k * n, np.float16)
     info = raw.info(1, k, n, FP16)
-    assert raw.lib.rknn_B_normal_layout_to_native_layout(
-        ffi.from_buffer(b), ffi.from_buffer(out), k, n, info) == 0
+    assert (
+        raw.lib.rknn_B_normal_layout_to_native_layout(
+            ffi.from_buffer(b), ffi.from_buffer(out), k, n, info
+        )
+        == 0
+    )
 
     def tiles(part: np.ndarray) -> np.ndarray:
         kk = part.shape[0]
@@ -121,14 +129,14 @@ def test_rk3588_native_b_is_split_in_8192_row_segments(raw: Raw) -> None:
     [(1, 48, 16, FP16), (1, 64, 8, FP16), (1, 64, 16, INT8), (1, 10240 + 32, 16, FP16),
      (0, 32, 16, FP16)],
 )  # fmt: skip
-def test_create_refuses_and_counts_what_would_crash(rt, raw, m, k, n, mm_type) -> None:  # noqa: F811
+def test_create_refuses_and_counts_what_would_crash(rt, raw, m, k, n, mm_type) -> None:
     ret, _, _ = raw.create(raw.info(m, k, n, mm_type))
     assert ret == ERR_PARAM
     assert rt.counter("matmul_unsafe") == 1
     rt.reset()
 
 
-def test_small_mem_unbound_run_and_stale_shape_are_counted(rt, raw) -> None:  # noqa: F811
+def test_small_mem_unbound_run_and_stale_shape_are_counted(rt, raw) -> None:
     ret, h, attrs = raw.create(raw.info(2, 32, 16, FP16))
     assert ret == 0
     assert raw.lib.rknn_matmul_run(h) == ERR_PARAM  # nothing bound
@@ -157,7 +165,7 @@ def test_small_mem_unbound_run_and_stale_shape_are_counted(rt, raw) -> None:  # 
     rt.reset()
 
 
-def test_destroyed_mem_and_foreign_handle(rt, raw) -> None:  # noqa: F811
+def test_destroyed_mem_and_foreign_handle(rt, raw) -> None:
     ret, h, attrs = raw.create(raw.info(1, 32, 16, FP16))
     mems = [raw.mem(h, attrs.A.size), raw.mem(h, attrs.B.size), raw.mem(h, attrs.C.size)]
     for mem, name in zip(mems, "ABC"):

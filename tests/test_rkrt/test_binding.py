@@ -7,12 +7,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import rkrt_support
 from rkrt_support import NO_LEAKS, inputs_for, mlp, tolerance
 
 import rkrt
-
-rt = rkrt_support.rt
 
 
 @pytest.mark.parametrize("model_dtype", ["float32", "float16", "int8"])

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 from fake_rknnrt import Dense, FakeModel, ImageLayout
-from rkrt_support import inputs_for, mlp, rt, tolerance  # noqa: F401  (rt: the fixture)
+from rkrt_support import inputs_for, mlp, tolerance
 
 import rkrt
 from rkrt._ffi import enum, ffi
@@ -36,7 +36,7 @@ def _two_input_model() -> FakeModel:
 
 
 @pytest.mark.parametrize("form", ["positional", "list", "dict"])
-def test_float16_inputs_arrive_as_float16_without_a_copy(rt, form: str) -> None:  # noqa: F811
+def test_float16_inputs_arrive_as_float16_without_a_copy(rt, form: str) -> None:
     model = _two_input_model()
     a, b = (x.astype(np.float16) for x in inputs_for(model))
     args = {"positional": (a, b), "list": ([a, b],), "dict": ({"a": a, "b": b},)}[form]
@@ -55,7 +55,7 @@ def test_float16_inputs_arrive_as_float16_without_a_copy(rt, form: str) -> None:
 # ---- 2. out= arrays are checked again when reshaped in place ----
 
 
-def test_out_array_reshaped_in_place_after_a_call_is_refused(rt) -> None:  # noqa: F811
+def test_out_array_reshaped_in_place_after_a_call_is_refused(rt) -> None:
     model = mlp((4, 8, 6), batch_sizes=(2,))
     (x,) = inputs_for(model)
     with rkrt.Session(model.to_bytes()) as s:
@@ -72,7 +72,7 @@ def test_out_array_reshaped_in_place_after_a_call_is_refused(rt) -> None:  # noq
 # ---- 3. zero-copy: inputs flushed TO_DEVICE before each run, outputs FROM_DEVICE after ----
 
 
-def test_binding_syncs_inputs_to_device_and_outputs_from_device(rt) -> None:  # noqa: F811
+def test_binding_syncs_inputs_to_device_and_outputs_from_device(rt) -> None:
     model = _two_input_model()
     runs = 3
     with rkrt.Session(model.to_bytes()) as s, s.bind() as io:
@@ -95,7 +95,7 @@ def test_binding_syncs_inputs_to_device_and_outputs_from_device(rt) -> None:  # 
     assert rt.counter("sync_direction") == rt.counter("sync_order") == 0
 
 
-def test_double_counts_syncs_in_the_wrong_direction_or_order(rt) -> None:  # noqa: F811
+def test_double_counts_syncs_in_the_wrong_direction_or_order(rt) -> None:
     """The counters the test above relies on see each mistake a board would punish."""
     model = mlp((4, 8, 3))
     with rkrt.Session(model.to_bytes()) as s, s.bind() as io:
@@ -140,7 +140,7 @@ def _image(layout: ImageLayout, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("input_dtype", [None, np.float32], ids=["native", "float32"])
 @pytest.mark.parametrize("name", LAYOUTS)
-def test_zero_copy_image_input_is_read_as_the_caller_wrote_it(rt, name, input_dtype) -> None:  # noqa: F811
+def test_zero_copy_image_input_is_read_as_the_caller_wrote_it(rt, name, input_dtype) -> None:
     layout = LAYOUTS[name]
     model = _image_model(layout)
     with rkrt.Session(model.to_bytes()) as s, s.bind(input_dtype=input_dtype) as io:
@@ -154,7 +154,7 @@ def test_zero_copy_image_input_is_read_as_the_caller_wrote_it(rt, name, input_dt
 
 
 @pytest.mark.parametrize("name", LAYOUTS)
-def test_general_api_image_input_matches_the_reference(rt, name) -> None:  # noqa: F811
+def test_general_api_image_input_matches_the_reference(rt, name) -> None:
     layout = LAYOUTS[name]
     model = _image_model(layout)
     x = _image(layout)
@@ -183,7 +183,7 @@ def _native_bytes(layout: ImageLayout, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", LAYOUTS)
-def test_native_attrs_describe_the_layout_the_double_reads(rt, name) -> None:  # noqa: F811
+def test_native_attrs_describe_the_layout_the_double_reads(rt, name) -> None:
     """pass_through=1 takes native bytes: written as NATIVE_INPUT_ATTR describes them (numpy
     layout code independent of the double), they give the reference result."""
     layout = LAYOUTS[name]
@@ -216,7 +216,7 @@ def test_native_attrs_describe_the_layout_the_double_reads(rt, name) -> None:  #
 
 
 @pytest.mark.parametrize("field,value", [("w_stride", 4), ("c", 4), ("c2", 0), ("c2", 65)])
-def test_malformed_image_layouts_are_refused_at_init(rt, field: str, value: int) -> None:  # noqa: F811
+def test_malformed_image_layouts_are_refused_at_init(rt, field: str, value: int) -> None:
     layout = ImageLayout(3, 4, 5, native_fmt="NC1HWC2", w_stride=8, c2=8)
     model = _image_model(layout)
     object.__setattr__(layout, field, value)  # past ImageLayout's own checks, into the bytes
@@ -229,7 +229,7 @@ def test_malformed_image_layouts_are_refused_at_init(rt, field: str, value: int)
 # ---- 6. Pool: a call goes to an idle context, never waits behind a busy one ----
 
 
-def test_pool_sends_work_to_an_idle_context_not_behind_a_busy_one(rt) -> None:  # noqa: F811
+def test_pool_sends_work_to_an_idle_context_not_behind_a_busy_one(rt) -> None:
     model = mlp((4, 8, 3))
     (x,) = inputs_for(model)
     busy_s = 2.0
@@ -254,7 +254,7 @@ def test_pool_sends_work_to_an_idle_context_not_behind_a_busy_one(rt) -> None:  
 # ---- 7. runtime memory is not zeroed: whatever rkrt reads it must have written ----
 
 
-def test_new_runtime_memory_is_not_zero(rt) -> None:  # noqa: F811
+def test_new_runtime_memory_is_not_zero(rt) -> None:
     model = mlp((4, 8, 3))
     with rkrt.Session(model.to_bytes()) as s:
         runtime, handle = s._context.runtime, s.handle
@@ -267,7 +267,7 @@ def test_new_runtime_memory_is_not_zero(rt) -> None:  # noqa: F811
 
 
 @pytest.mark.parametrize("k", [5, 33])
-def test_matmul_padding_of_a_is_written_by_rkrt(rt, k: int) -> None:  # noqa: F811
+def test_matmul_padding_of_a_is_written_by_rkrt(rt, k: int) -> None:
     """K is padded to 32: the padding of A lives in runtime memory, which need not be zero."""
     rng = np.random.default_rng(k)
     a = rng.normal(size=(4, k)).astype(np.float16)
@@ -283,7 +283,7 @@ def test_matmul_padding_of_a_is_written_by_rkrt(rt, k: int) -> None:  # noqa: F8
 # ---- 8. softmax on the matmul path: large logits must not overflow ----
 
 
-def test_weights_mlp_softmax_survives_logits_above_float32_exp_range(rt, tmp_path) -> None:  # noqa: F811
+def test_weights_mlp_softmax_survives_logits_above_float32_exp_range(rt, tmp_path) -> None:
     from sklearn.datasets import load_iris
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier

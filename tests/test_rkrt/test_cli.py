@@ -7,12 +7,9 @@ import os
 import subprocess
 import sys
 
-import rkrt_support
 from rkrt_support import library, mlp
 
 from rkrt.cli import main
-
-rt = rkrt_support.rt
 
 
 def _run(*argv: str) -> tuple[int, str, str]:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import rkrt_support
 from rkrt_support import mlp
 
 import rkrt
 from rkrt import cores
 from rkrt._ffi import enum
 from rkrt.cores import ALL_MASKS, CoreMask, detect_soc, parse_mask, validate_mask
-
-rt = rkrt_support.rt
 
 RK3588 = {"AUTO", "CORE_0", "CORE_1", "CORE_2", "CORE_0_1", "CORE_0_1_2", "ALL"}
 RK3576 = {"AUTO", "CORE_0", "CORE_1", "CORE_0_1", "ALL"}

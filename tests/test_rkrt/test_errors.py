@@ -7,15 +7,12 @@ import sys
 
 import numpy as np
 import pytest
-import rkrt_support
 from rkrt_support import NO_LEAKS, inputs_for, library, mlp
 
 import rkrt
 from rkrt import library as rkrt_library
 from rkrt._ffi import DEFINES, ffi
 from rkrt.errors import ERROR_NAMES, check
-
-rt = rkrt_support.rt
 
 CODES = sorted(ERROR_NAMES, reverse=True)
 

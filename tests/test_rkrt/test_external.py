@@ -12,14 +12,11 @@ from typing import Iterator
 
 import numpy as np
 import pytest
-import rkrt_support
 from rkrt_support import NO_LEAKS, inputs_for, mlp, rss_bytes
 
 import rkrt
 from rkrt import external, lowlevel
 from rkrt._ffi import ffi
-
-rt = rkrt_support.rt
 
 CREATE_FNS = ("rknn_create_mem", "rknn_create_mem_from_fd", "rknn_create_mem_from_phys")
 
@@ -170,9 +167,10 @@ def test_buffers_are_read_in_place_on_every_run(rt) -> None:
     model = mlp((4, 8, 2), dtype="float32")
     x = np.zeros((1, 4), np.float32)
     y = np.zeros((1, 2), np.float32)
-    with rkrt.Session(model.to_bytes()) as s, s.bind(
-        inputs={0: external.from_buffer(x)}, outputs={0: external.from_buffer(y)}
-    ) as b:
+    with (
+        rkrt.Session(model.to_bytes()) as s,
+        s.bind(inputs={0: external.from_buffer(x)}, outputs={0: external.from_buffer(y)}) as b,
+    ):
         for seed in range(3):
             x[...] = inputs_for(model, seed=seed)[0]
             b.run()
@@ -184,9 +182,10 @@ def test_native_float16_buffers(rt) -> None:
     model = mlp((4, 8, 3), dtype="float16")
     x = inputs_for(model)[0]
     x16, y16 = x.astype(np.float16), np.zeros((1, 3), np.float16)
-    with rkrt.Session(model.to_bytes()) as s, s.bind(
-        inputs={0: external.from_buffer(x16)}, outputs={0: external.from_buffer(y16)}
-    ) as b:
+    with (
+        rkrt.Session(model.to_bytes()) as s,
+        s.bind(inputs={0: external.from_buffer(x16)}, outputs={0: external.from_buffer(y16)}) as b,
+    ):
         b.run()
     with rkrt.Session(model.to_bytes()) as s:
         want = s.run(x16)[0]
@@ -414,9 +413,10 @@ def test_ten_thousand_frames_flat_rss_and_nothing_left(rt, memfd) -> None:
     write_fd(memfd, 0, b"", offset + frames[0].nbytes)
     with mmap.mmap(memfd, offset + frames[0].nbytes) as producer:
         camera = np.frombuffer(producer, np.float32, 16, offset).reshape(1, 16)
-        with rkrt.Session(model.to_bytes()) as s, s.bind(
-            inputs={0: external.from_fd(memfd, frames[0].nbytes, offset=offset)}
-        ) as b:
+        with (
+            rkrt.Session(model.to_bytes()) as s,
+            s.bind(inputs={0: external.from_fd(memfd, frames[0].nbytes, offset=offset)}) as b,
+        ):
             run, y = b.run, b.outputs[0]
             rss = []
             for k in range(10_000):

@@ -13,19 +13,11 @@ from rkrt_support import (
     inputs_for,
     library,
     mlp,
-    rt,  # noqa: F401  (the fixture, used through `fake` below)
 )
 
 from rkrt.errors import DTypeError, RKNNError, ShapeError
 from rkrt.lite import RKNNLite, _prepared
 from rkrt.tensor import TensorSpec
-
-
-@pytest.fixture
-def fake(request: pytest.FixtureRequest):
-    """The test-double runtime (rkrt_support's `rt`: checks nothing leaks afterwards)."""
-    return request.getfixturevalue("rt")
-
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,7 +57,7 @@ rknn_lite.release()
 """
 
 
-def test_vendor_program_runs_unchanged_after_switching_the_import(fake, tmp_path):
+def test_vendor_program_runs_unchanged_after_switching_the_import(rt, tmp_path):
     model = mlp((4, 16, 3), dtype="float16")
     path = model.save(tmp_path / "m.rknn")
     x = inputs_for(model, batch=5)[0]
@@ -101,7 +93,7 @@ def _ready(tmp_path: Path, model=None, **init) -> RKNNLite:
     return lite
 
 
-def test_inference_matches_reference_and_releases(fake, tmp_path):
+def test_inference_matches_reference_and_releases(rt, tmp_path):
     model = mlp((4, 8, 3), dtype="float32")
     lite = _ready(tmp_path, model)
     x = inputs_for(model)[0]
@@ -110,7 +102,7 @@ def test_inference_matches_reference_and_releases(fake, tmp_path):
     np.testing.assert_allclose(out[0], model.reference(x)[0], rtol=1e-6)
     lite.release()
     lite.release()
-    assert fake.live()["contexts"] == 0
+    assert rt.live()["contexts"] == 0
     with pytest.raises(RuntimeError, match="before a successful init_runtime"):
         lite.inference(inputs=[x])
     assert lite.init_runtime() == 0  # the model stays loaded after release
@@ -118,7 +110,7 @@ def test_inference_matches_reference_and_releases(fake, tmp_path):
     lite.release()
 
 
-def test_return_codes_and_logged_reasons(fake, tmp_path, caplog):
+def test_return_codes_and_logged_reasons(rt, tmp_path, caplog):
     caplog.set_level(logging.ERROR, logger="rkrt.lite")
     lite = RKNNLite()
     assert lite.init_runtime() == -1
@@ -129,13 +121,13 @@ def test_return_codes_and_logged_reasons(fake, tmp_path, caplog):
     assert lite.load_rknn(tmp_path / "garbage.rknn") == 0  # read only; checked at init
     assert lite.init_runtime() == -1
     assert "RKNN_ERR_MODEL_INVALID" in caplog.text
-    assert fake.live()["contexts"] == 0
+    assert rt.live()["contexts"] == 0
 
 
-def test_core_masks(fake, tmp_path, monkeypatch, caplog):
+def test_core_masks(rt, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("RKRT_SOC", "rk3588")
     lite = _ready(tmp_path, core_mask=RKNNLite.NPU_CORE_0_1_2)
-    assert fake.calls("rknn_set_core_mask") == 1
+    assert rt.calls("rknn_set_core_mask") == 1
     lite.release()
     monkeypatch.setenv("RKRT_SOC", "rk3576")
     monkeypatch.setenv("RKRT_FAKE_SOC", "rk3576")
@@ -150,23 +142,23 @@ def test_core_masks(fake, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("RKRT_FAKE_SOC", "rk3568")
     assert lite.init_runtime(core_mask=RKNNLite.NPU_CORE_0) == -1
     assert "rknn_set_core_mask() failed with RKNN_ERR_PARAM_INVALID" in caplog.text
-    assert fake.live()["contexts"] == 0
+    assert rt.live()["contexts"] == 0
 
 
-def test_wrong_shape_raises_instead_of_truncating(fake, tmp_path):
+def test_wrong_shape_raises_instead_of_truncating(rt, tmp_path):
     model = mlp((4, 8, 3))
     lite = _ready(tmp_path, model)
-    before = fake.calls("rknn_inputs_set")
+    before = rt.calls("rknn_inputs_set")
     for bad in (np.zeros((1, 5), np.float32), np.zeros((2, 4), np.float32),
                 np.zeros((1, 1, 4), np.float32), np.zeros(4, np.float32)):  # fmt: skip
         with pytest.raises(ShapeError):
             lite.inference(inputs=[bad])
-    assert fake.calls("rknn_inputs_set") == before
-    assert fake.counter("size_mismatch") == 0
+    assert rt.calls("rknn_inputs_set") == before
+    assert rt.counter("size_mismatch") == 0
     lite.release()
 
 
-def test_int64_raises_float64_narrowed(fake, tmp_path):
+def test_int64_raises_float64_narrowed(rt, tmp_path):
     model = mlp((4, 8, 3))
     lite = _ready(tmp_path, model)
     x = inputs_for(model)[0]
@@ -182,18 +174,18 @@ def test_int64_raises_float64_narrowed(fake, tmp_path):
     lite.release()
 
 
-def test_runtime_failure_raises_rknn_error(fake, tmp_path):
+def test_runtime_failure_raises_rknn_error(rt, tmp_path):
     lite = _ready(tmp_path)
-    fake.inject("rknn_run", nth=1, code=-1)
+    rt.inject("rknn_run", nth=1, code=-1)
     with pytest.raises(RKNNError) as info:
         lite.inference(inputs=[np.zeros((1, 4), np.float32)])
     assert info.value.code == -1 and info.value.function == "rknn_run"
     assert lite.inference(inputs=[np.zeros((1, 4), np.float32)])[0].shape == (1, 3)
     lite.release()
-    fake.reset()
+    rt.reset()
 
 
-def test_argument_errors(fake, tmp_path):
+def test_argument_errors(rt, tmp_path):
     lite = _ready(tmp_path)
     x = np.zeros((1, 4), np.float32)
     with pytest.raises(ValueError, match="inputs_pass_through"):
@@ -212,7 +204,7 @@ def test_argument_errors(fake, tmp_path):
     lite.release()
 
 
-def test_several_inputs_and_dynamic_batches(fake, tmp_path):
+def test_several_inputs_and_dynamic_batches(rt, tmp_path):
     model = mlp((5, 8, 3), dtype="float32", inputs=[("a", 2), ("b", 3)], batch_sizes=(1, 8))
     lite = _ready(tmp_path, model)
     a, b = inputs_for(model, batch=8)

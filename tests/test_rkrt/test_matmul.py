@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 import pytest
-from rkrt_support import library, rss_bytes, rt  # noqa: F401  (rt: the fixture)
+from rkrt_support import rss_bytes
 
 import rkrt
 from rkrt.matmul import K_ALIGN, MAX_K, MatMul, split_k
@@ -57,7 +57,7 @@ SHAPES = [  # (M, K, N): aligned, unaligned K and/or N, tiny, K > MAX_K
 
 
 @pytest.mark.parametrize("m,k,n", SHAPES)
-def test_float16_matches_numpy(rt, m: int, k: int, n: int) -> None:  # noqa: F811
+def test_float16_matches_numpy(rt, m: int, k: int, n: int) -> None:
     rng = np.random.default_rng(k * 31 + n)
     a, b = _random_fp16_case(rng, m, k, n)
     with MatMul(m, k, n) as mm:
@@ -68,7 +68,7 @@ def test_float16_matches_numpy(rt, m: int, k: int, n: int) -> None:  # noqa: F81
 
 
 @pytest.mark.parametrize("m,k,n", SHAPES)
-def test_int8_is_exact(rt, m: int, k: int, n: int) -> None:  # noqa: F811
+def test_int8_is_exact(rt, m: int, k: int, n: int) -> None:
     rng = np.random.default_rng(k * 17 + n)
     a, b = _random_int8(rng, (m, k)), _random_int8(rng, (k, n))
     with MatMul(m, k, n, dtype="int8") as mm:
@@ -78,7 +78,7 @@ def test_int8_is_exact(rt, m: int, k: int, n: int) -> None:  # noqa: F811
     np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
 
 
-def test_random_shapes_both_types(rt) -> None:  # noqa: F811
+def test_random_shapes_both_types(rt) -> None:
     rng = np.random.default_rng(2024)
     for _ in range(12):
         m, k, n = int(rng.integers(1, 9)), int(rng.integers(1, 300)), int(rng.integers(1, 70))
@@ -101,7 +101,7 @@ def test_split_k_slices_are_aligned_and_cover_k() -> None:
         assert len(parts) == -(-k // MAX_K)
 
 
-def test_several_batch_sizes_share_one_dynamic_context(rt) -> None:  # noqa: F811
+def test_several_batch_sizes_share_one_dynamic_context(rt) -> None:
     rng = np.random.default_rng(5)
     a, b = _random_fp16_case(rng, 16, 50, 20)
     with MatMul([8, 1, 16, 1], 50, 20) as mm:
@@ -114,7 +114,7 @@ def test_several_batch_sizes_share_one_dynamic_context(rt) -> None:  # noqa: F81
             mm.run(a[:4])
 
 
-def test_out_receives_the_result(rt) -> None:  # noqa: F811
+def test_out_receives_the_result(rt) -> None:
     rng = np.random.default_rng(6)
     a, b = _random_fp16_case(rng, 3, 40, 9)
     out = np.full((3, 9), np.nan, np.float32)
@@ -126,7 +126,7 @@ def test_out_receives_the_result(rt) -> None:  # noqa: F811
             mm.run(a, out=np.empty((3, 9), np.float64))
 
 
-def test_zero_copy_binding(rt) -> None:  # noqa: F811
+def test_zero_copy_binding(rt) -> None:
     rng = np.random.default_rng(7)
     a, b = _random_fp16_case(rng, 4, 70, 12)
     with MatMul([2, 4], 70, 12) as mm:
@@ -143,12 +143,12 @@ def test_zero_copy_binding(rt) -> None:  # noqa: F811
             mm.bind()
 
 
-def test_zero_copy_is_refused_when_k_is_split(rt) -> None:  # noqa: F811
+def test_zero_copy_is_refused_when_k_is_split(rt) -> None:
     with MatMul(1, MAX_K + 32, 16) as mm, pytest.raises(ValueError, match="use run"):
         mm.bind()
 
 
-def test_b_reused_over_10k_runs_with_flat_memory_and_nothing_left(rt) -> None:  # noqa: F811
+def test_b_reused_over_10k_runs_with_flat_memory_and_nothing_left(rt) -> None:
     rng = np.random.default_rng(8)
     a, b = _random_fp16_case(rng, 2, 64, 16)
     with MatMul(2, 64, 16) as mm:
@@ -167,7 +167,7 @@ def test_b_reused_over_10k_runs_with_flat_memory_and_nothing_left(rt) -> None:  
     assert rt.live() == {"contexts": 0, "mems": 0, "outputs": 0}
 
 
-def test_garbage_collection_frees_everything(rt) -> None:  # noqa: F811
+def test_garbage_collection_frees_everything(rt) -> None:
     mm = MatMul([1, 2], MAX_K + 100, 8)
     assert rt.live()["contexts"] == 2 and rt.live()["mems"] == 6
     del mm
@@ -175,7 +175,7 @@ def test_garbage_collection_frees_everything(rt) -> None:  # noqa: F811
     assert rt.live()["contexts"] == 0 and rt.live()["mems"] == 0
 
 
-def test_close_is_idempotent_and_use_after_close_raises(rt) -> None:  # noqa: F811
+def test_close_is_idempotent_and_use_after_close_raises(rt) -> None:
     mm = MatMul(2, 32, 16)
     mm.set_b(np.ones((32, 16), np.float32))
     view = mm.bind()
@@ -202,13 +202,13 @@ def test_close_is_idempotent_and_use_after_close_raises(rt) -> None:  # noqa: F8
         ((2, 4, 4), {"dtype": "int4"}, TypeError, "int8"),
     ],
 )
-def test_bad_construction_fails_before_c(rt, args, kwargs, error, match) -> None:  # noqa: F811
+def test_bad_construction_fails_before_c(rt, args, kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
         MatMul(*args, **kwargs)
     assert rt.live()["contexts"] == 0
 
 
-def test_bad_arrays_fail_before_c(rt) -> None:  # noqa: F811
+def test_bad_arrays_fail_before_c(rt) -> None:
     with MatMul(2, 40, 8) as mm:
         with pytest.raises(RuntimeError, match="set_b"):
             mm.run(np.ones((2, 40), np.float32))
@@ -233,14 +233,14 @@ def test_bad_arrays_fail_before_c(rt) -> None:  # noqa: F811
             mm.run(np.ones((2, 40), np.float32))
 
 
-def test_core_mask_is_set_on_every_context(rt, monkeypatch) -> None:  # noqa: F811
+def test_core_mask_is_set_on_every_context(rt, monkeypatch) -> None:
     monkeypatch.setenv("RKRT_FAKE_SOC", "rk3588")
     with MatMul(1, MAX_K + 1, 16, core_mask="CORE_1", soc="rk3588") as mm:
         assert mm.core_mask == rkrt.CoreMask.CORE_1
         assert [rt.core_mask(t.handle) for t in mm._tiles] == [2, 2]
 
 
-def test_core_mask_the_soc_lacks_is_refused_before_c(rt, monkeypatch) -> None:  # noqa: F811
+def test_core_mask_the_soc_lacks_is_refused_before_c(rt, monkeypatch) -> None:
     monkeypatch.setenv("RKRT_FAKE_SOC", "rk3568")
     with pytest.raises(ValueError, match="RK3568"):
         MatMul(1, 32, 16, core_mask=rkrt.CoreMask.CORE_0, soc="rk3568")
@@ -248,7 +248,7 @@ def test_core_mask_the_soc_lacks_is_refused_before_c(rt, monkeypatch) -> None:  
 
 
 @pytest.mark.parametrize("soc", ["rk3576", "rk3566", "rk3568", "rk3562"])
-def test_padding_satisfies_every_soc(rt, monkeypatch, soc: str) -> None:  # noqa: F811
+def test_padding_satisfies_every_soc(rt, monkeypatch, soc: str) -> None:
     monkeypatch.setenv("RKRT_FAKE_SOC", soc)
     rng = np.random.default_rng(9)
     a, b = _random_fp16_case(rng, 3, 4100, 9)
@@ -271,7 +271,7 @@ def test_padding_satisfies_every_soc(rt, monkeypatch, soc: str) -> None:  # noqa
         ("rknn_B_normal_layout_to_native_layout", 1),
     ],
 )
-def test_failure_while_opening_leaks_nothing(rt, function: str, nth: int) -> None:  # noqa: F811
+def test_failure_while_opening_leaks_nothing(rt, function: str, nth: int) -> None:
     rt.inject(function, nth=nth)
     with pytest.raises(rkrt.RKNNError) as info, MatMul(2, 64, 16) as mm:
         mm.set_b(np.ones((64, 16), np.float16))
@@ -279,7 +279,7 @@ def test_failure_while_opening_leaks_nothing(rt, function: str, nth: int) -> Non
 
 
 @pytest.mark.parametrize("code", [-1, -5, -7])
-def test_failed_run_raises_and_the_next_run_is_right(rt, code: int) -> None:  # noqa: F811
+def test_failed_run_raises_and_the_next_run_is_right(rt, code: int) -> None:
     rng = np.random.default_rng(7)
     a, b = _random_fp16_case(rng, 2, 40, 24)
     with MatMul(2, 40, 24) as mm:
@@ -293,7 +293,7 @@ def test_failed_run_raises_and_the_next_run_is_right(rt, code: int) -> None:  # 
         assert rt.calls("rknn_matmul_run") == runs + 2
 
 
-def test_runs_from_many_threads_are_serialised(rt) -> None:  # noqa: F811
+def test_runs_from_many_threads_are_serialised(rt) -> None:
     rng = np.random.default_rng(10)
     a, b = _random_fp16_case(rng, 4, 96, 32)
     errors: list[BaseException] = []

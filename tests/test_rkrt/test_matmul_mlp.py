@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rkrt_support import rt  # noqa: F401  (the fixture)
 from sklearn.datasets import load_iris, make_classification, make_multilabel_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -34,7 +33,7 @@ def _agreeing_labels(proba: np.ndarray, ours: np.ndarray, theirs: np.ndarray) ->
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
-def test_multiclass_classifier_matches_sklearn(rt, tmp_path: Path, activation: str) -> None:  # noqa: F811
+def test_multiclass_classifier_matches_sklearn(rt, tmp_path: Path, activation: str) -> None:
     X, y = load_iris(return_X_y=True)
     names = np.array(["setosa", "versicolor", "virginica"])
     model = MLPClassifier(
@@ -55,7 +54,7 @@ def test_multiclass_classifier_matches_sklearn(rt, tmp_path: Path, activation: s
         np.testing.assert_allclose(npu.predict_proba(X[:5]), proba[:5], rtol=0, atol=0)
 
 
-def test_binary_and_wide_inputs(rt, tmp_path: Path) -> None:  # noqa: F811
+def test_binary_and_wide_inputs(rt, tmp_path: Path) -> None:
     X, y = make_classification(300, n_features=70, n_informative=20, random_state=1)
     clf = _fit(MLPClassifier(hidden_layer_sizes=(50,), max_iter=200, random_state=1), X, y == 1)
     with from_weights(export_weights(clf, tmp_path / "bin.npz")) as npu:
@@ -66,7 +65,7 @@ def test_binary_and_wide_inputs(rt, tmp_path: Path) -> None:  # noqa: F811
         assert npu.predict(X).dtype == clf.predict(X).dtype
 
 
-def test_multilabel(rt, tmp_path: Path) -> None:  # noqa: F811
+def test_multilabel(rt, tmp_path: Path) -> None:
     X, Y = make_multilabel_classification(200, n_features=12, n_classes=4, random_state=2)
     clf = _fit(MLPClassifier(hidden_layer_sizes=(40,), max_iter=300, random_state=2), X, Y)
     with from_weights(export_weights(clf, tmp_path / "ml.npz")) as npu:
@@ -77,7 +76,7 @@ def test_multilabel(rt, tmp_path: Path) -> None:  # noqa: F811
         np.testing.assert_array_equal(npu.predict(X)[clear], clf.predict(X)[clear])
 
 
-def test_regressor(rt, tmp_path: Path) -> None:  # noqa: F811
+def test_regressor(rt, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     X = rng.normal(size=(150, 8))
     y = X @ rng.normal(size=(8, 2)) + 0.1 * rng.normal(size=(150, 2))
@@ -91,7 +90,7 @@ def test_regressor(rt, tmp_path: Path) -> None:  # noqa: F811
         np.testing.assert_allclose(pred, ref, atol=5e-3 * scale)
 
 
-def test_input_validation_is_the_compiled_paths(rt, tmp_path: Path) -> None:  # noqa: F811
+def test_input_validation_is_the_compiled_paths(rt, tmp_path: Path) -> None:
     X, y = load_iris(return_X_y=True)
     clf = _fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0), X, y)
     with from_weights(export_weights(clf, tmp_path / "v.npz")) as npu:
@@ -115,7 +114,7 @@ def test_export_refuses_what_it_cannot_write(tmp_path: Path) -> None:
         export_weights(MLPClassifier(), tmp_path / "x.npz")
 
 
-def test_weights_file_holds_no_pickle_and_is_checked(rt, tmp_path: Path) -> None:  # noqa: F811
+def test_weights_file_holds_no_pickle_and_is_checked(rt, tmp_path: Path) -> None:
     X, y = load_iris(return_X_y=True)
     clf = _fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0), X, y)
     path = export_weights(clf, tmp_path / "w.npz")
@@ -133,7 +132,7 @@ def test_weights_file_holds_no_pickle_and_is_checked(rt, tmp_path: Path) -> None
         WeightsMLPRegressor(path)
 
 
-def test_rkrt_sklearn_from_weights_is_the_same_estimator(rt, tmp_path: Path) -> None:  # noqa: F811
+def test_rkrt_sklearn_from_weights_is_the_same_estimator(rt, tmp_path: Path) -> None:
     from rkrt import sklearn as board
 
     X, y = load_iris(return_X_y=True)

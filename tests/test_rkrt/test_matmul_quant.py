@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from rkrt_support import library, rt  # noqa: F401  (rt: the fixture)
+from rkrt_support import library
 
 import rkrt
 from rkrt._matmul_ffi import enum, ffi
@@ -72,7 +72,7 @@ MODES = ["layer", "channel", "layer_asym", "channel_asym"]
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("m,k,n", SHAPES)
-def test_int8_to_int8_matches_the_npu_reference(rt, m: int, k: int, n: int, mode: str) -> None:  # noqa: F811
+def test_int8_to_int8_matches_the_npu_reference(rt, m: int, k: int, n: int, mode: str) -> None:
     a, b, q = random_case(m, k, n, mode, seed=k * 7 + n)
     with MatMul(m, k, n, dtype="int8", out_dtype="int8", quant=q) as mm:
         assert mm.result_dtype == np.int8 and mm.quant is q
@@ -81,7 +81,7 @@ def test_int8_to_int8_matches_the_npu_reference(rt, m: int, k: int, n: int, mode
     assert_npu_equal(c, a, b, q)
 
 
-def test_results_cover_the_range_and_saturate(rt) -> None:  # noqa: F811
+def test_results_cover_the_range_and_saturate(rt) -> None:
     a, b, q = random_case(8, 256, 48, "channel_asym", seed=3, steps=100)
     expected = npu_reference(a, b, q)
     assert (expected == 127).any() and (expected == -128).any()
@@ -91,7 +91,7 @@ def test_results_cover_the_range_and_saturate(rt) -> None:  # noqa: F811
         assert_npu_equal(mm.run(a), a, b, q)
 
 
-def test_each_column_uses_its_own_scale_and_zero_point(rt) -> None:  # noqa: F811
+def test_each_column_uses_its_own_scale_and_zero_point(rt) -> None:
     """Columns with equal data but different scales / zero points give their own results."""
     k, n = 40, 20
     a = np.ones((2, k), np.int8)
@@ -109,7 +109,7 @@ def test_each_column_uses_its_own_scale_and_zero_point(rt) -> None:  # noqa: F81
         assert not np.array_equal(npu_reference(a, b, swapped), c)
 
 
-def test_padding_of_k_adds_nothing_with_both_zero_points(rt) -> None:  # noqa: F811
+def test_padding_of_k_adds_nothing_with_both_zero_points(rt) -> None:
     """K=33 is padded to 64: padded A columns must contribute 0 even when A and B have zero
     points (a zero-filled A would add a_zp * b_zp per padded column)."""
     k, n = 33, 16
@@ -123,7 +123,7 @@ def test_padding_of_k_adds_nothing_with_both_zero_points(rt) -> None:  # noqa: F
     assert_npu_equal(c, a, b, q)
 
 
-def test_batch_sizes_zero_copy_and_out(rt) -> None:  # noqa: F811
+def test_batch_sizes_zero_copy_and_out(rt) -> None:
     k, n = 70, 45
     a, b, q = random_case(16, k, n, "channel_asym", seed=11)
     with MatMul([1, 5, 16], k, n, dtype="int8", out_dtype="int8", quant=q) as mm:
@@ -196,20 +196,20 @@ GOOD = QuantParams(a=0.1, b=0.1, c=0.1)
         (8, {"out_dtype": "int16"}, rkrt.DTypeError, "not supported"),
     ],
 )  # fmt: skip
-def test_unsupported_combinations_fail_before_c(rt, n, kwargs, error, match) -> None:  # noqa: F811
+def test_unsupported_combinations_fail_before_c(rt, n, kwargs, error, match) -> None:
     args = {"dtype": "int8", "out_dtype": "int8", "quant": None, **kwargs}
     with pytest.raises(error, match=match):
         MatMul(2, 32, n, **args)
     assert rt.calls("rknn_matmul_create") == 0 and rt.live()["contexts"] == 0
 
 
-def test_k_beyond_one_matmul_is_refused_for_int8_results(rt) -> None:  # noqa: F811
+def test_k_beyond_one_matmul_is_refused_for_int8_results(rt) -> None:
     with pytest.raises(ValueError, match="cannot be added.*out_dtype='int32'"):
         MatMul(1, MAX_K + 1, 16, dtype="int8", out_dtype="int8", quant=GOOD)
     assert rt.calls("rknn_matmul_create") == 0
 
 
-def test_a_failed_set_quant_params_frees_everything(rt) -> None:  # noqa: F811
+def test_a_failed_set_quant_params_frees_everything(rt) -> None:
     rt.inject("rknn_matmul_set_quant_params", nth=2)  # B's params
     with pytest.raises(rkrt.RKNNError, match="rknn_matmul_set_quant_params"):
         MatMul(2, 64, 32, dtype="int8", out_dtype="int8", quant=GOOD)
@@ -217,7 +217,7 @@ def test_a_failed_set_quant_params_frees_everything(rt) -> None:  # noqa: F811
     # the rt fixture checks that the context made before the failure was destroyed
 
 
-def test_the_double_refuses_a_b_zero_point_under_a_symmetric_type(rt) -> None:  # noqa: F811
+def test_the_double_refuses_a_b_zero_point_under_a_symmetric_type(rt) -> None:
     """Why rkrt asks for the ASYM types: a SYM one may ignore B's zero point on the NPU."""
     lib = ffi.dlopen(str(library()))
     quant_types = enum("rknn_matmul_quant_type")

@@ -15,7 +15,7 @@ import rkrt.ort as rkort
 rt = rkrt_support.rt
 
 # An ordinary onnxruntime program: open, describe, feed by name, read outputs and metadata.
-PROGRAM = '''
+PROGRAM = """
 import numpy as np
 import onnxruntime as ort
 
@@ -29,7 +29,7 @@ def main(path, rows):
     meta = sess.get_modelmeta().custom_metadata_map
     described = [(a.name, a.shape, a.type) for a in sess.get_inputs() + sess.get_outputs()]
     return x, probs, again, described, sorted(meta)
-'''
+"""
 ONNX_IMPORT = "import onnxruntime as ort"
 RKRT_IMPORT = "import rkrt.ort as ort"
 
@@ -136,6 +136,7 @@ def test_cores_option_runs_concurrent_calls_in_parallel(rt, monkeypatch) -> None
     options = [{"cores": ["CORE_0", "CORE_1", "CORE_2"]}]
     with rkort.InferenceSession(model.to_bytes(), providers=["RknpuExecutionProvider"],
                                 provider_options=options) as sess:  # fmt: skip
+
         def calls() -> None:
             for _ in range(4):
                 sess.run(None, {"input": x})

@@ -6,13 +6,10 @@ import threading
 
 import numpy as np
 import pytest
-import rkrt_support
 from rkrt_support import inputs_for, mlp, tolerance
 
 import rkrt
 from rkrt import CoreMask
-
-rt = rkrt_support.rt
 
 
 @pytest.fixture

@@ -16,25 +16,20 @@ them exactly, on a private copy of the double.
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import pytest
-import rkrt_support
 from fake_rknnrt import FakeModel, FakeRuntime
-from rkrt_support import NO_LEAKS, inputs_for, library, mlp, tolerance
+from rkrt_support import NO_LEAKS, inputs_for, mlp, tolerance
 
 import rkrt
 from rkrt import ClosedError, CoreMask, RKNNError
 from rkrt._ffi import DEFINES
 from rkrt.errors import ERROR_NAMES
 from rkrt.library import load
-
-rt = rkrt_support.rt
 
 UNKNOWN_CODE = -99
 CODES = tuple(sorted(ERROR_NAMES, reverse=True)) + (UNKNOWN_CODE,)
@@ -289,20 +284,6 @@ def test_fault_sweep(rt, scenario_name: str, model_name: str) -> None:
 
 
 # ---- close: where the runtime's own free fails ------------------------------------------------
-
-
-@pytest.fixture
-def private_rt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRuntime]:
-    """A private copy of the double (its own live counters): a memory block whose free was
-    refused can never be freed afterwards, and must not show up in other tests."""
-    copy = tmp_path / "librknnrt.so"
-    shutil.copy(library(), copy)
-    monkeypatch.setenv("RKRT_LIBRARY", str(copy))
-    monkeypatch.delenv("RKRT_SOC", raising=False)
-    runtime = FakeRuntime(copy)
-    runtime.reset()
-    yield runtime
-    assert runtime.counter("unsafe") == 0
 
 
 def _live_handles(runtime: FakeRuntime, handles: list[int]) -> list[int]:

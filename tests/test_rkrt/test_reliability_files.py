@@ -24,8 +24,6 @@ import rkrt
 from rkrt import sklearn as board
 from rkrt.metadata import MetadataError, ModelMetadata, sidecar_path, write_sidecar
 
-rt = rkrt_support.rt
-
 _rng = np.random.default_rng(8)
 W1, B1 = _rng.normal(0, 0.5, (4, 8)).astype(np.float32), _rng.normal(0, 0.1, 8).astype(np.float32)
 W2, B2 = _rng.normal(0, 0.4, (8, 3)).astype(np.float32), _rng.normal(0, 0.1, 3).astype(np.float32)

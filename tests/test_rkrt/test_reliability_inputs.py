@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import rkrt_support
 from fake_rknnrt import FakeModel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,8 +22,6 @@ from rkrt_support import mlp, tolerance
 import rkrt
 from rkrt import sklearn as board
 from rkrt.metadata import ModelMetadata, write_sidecar
-
-rt = rkrt_support.rt
 
 MODELS = {
     "float16": mlp((4, 16, 3), dtype="float16", seed=2),

@@ -18,8 +18,6 @@ from rkrt_support import inputs_for, mlp, rss_bytes
 
 import rkrt
 
-rt = rkrt_support.rt
-
 MODEL = mlp((8, 32, 4), dtype="float16", seed=9)
 TOLERANCE = 384 * 1024
 
@@ -78,4 +76,3 @@ def test_open_close_cycles_keep_rss_flat(rt) -> None:
     grew = check_flat(rt, open_close_cycles, 200, 1_000)
     assert rt.calls("rknn_init") == rt.calls("rknn_destroy") == 1_200
     print(f"10^3 open/close cycles: RSS {grew / 1024:+.0f} KiB")
-

@@ -9,14 +9,11 @@ test drives random interleavings against the model's reference.
 from __future__ import annotations
 
 import numpy as np
-import rkrt_support
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rkrt_support import mlp, tolerance
 
 import rkrt
-
-rt = rkrt_support.rt
 
 MODEL = mlp((4, 12, 3), dtype="float32", seed=11, batch_sizes=(1, 2, 5))
 STEP = st.tuples(

@@ -25,8 +25,6 @@ from rkrt_support import mlp
 
 import rkrt
 
-rt = rkrt_support.rt
-
 MODEL = mlp((6, 24, 4), dtype="float16", seed=5)
 N_DISTINCT = 64  # distinct inputs, so a result handed to the wrong caller is noticed
 

@@ -7,7 +7,6 @@ import threading
 
 import numpy as np
 import pytest
-import rkrt_support
 from rkrt_support import NO_LEAKS, inputs_for, library, mlp, tolerance
 
 import rkrt
@@ -15,7 +14,6 @@ from rkrt._ffi import DEFINES, enum, ffi
 
 NO_RENICE = DEFINES["RKNN_FLAG_DISABLE_PROC_HIGH_PRIORITY"]
 PERF = DEFINES["RKNN_FLAG_COLLECT_PERF_MASK"]
-rt = rkrt_support.rt
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])

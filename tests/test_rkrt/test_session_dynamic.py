@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rkrt_support
 from rkrt_support import inputs_for, mlp, tolerance
 
 import rkrt
-
-rt = rkrt_support.rt
 
 
 def test_input_shapes_lists_every_allowed_shape(rt) -> None:

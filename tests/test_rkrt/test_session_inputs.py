@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rkrt_support
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rkrt_support import inputs_for, mlp, tolerance
 
 import rkrt
-
-rt = rkrt_support.rt
 
 REFUSED = ["int64", "int32", "int16", "uint16", "float64", "bool", "complex64", "object", "U3"]
 

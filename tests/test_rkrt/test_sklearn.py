@@ -21,7 +21,6 @@ import pytest
 import scipy.sparse
 import sklearn
 from fake_rknnrt import Dense, FakeModel
-from rkrt_support import rt  # noqa: F401  (the fixture, used through `fake` below)
 from sklearn.datasets import (
     load_iris,
     make_classification,
@@ -37,13 +36,6 @@ import rkrt.sklearn as rks
 from emit.converters import lower
 from rkrt.errors import ClosedError
 from rkrt.metadata import MetadataError, ModelMetadata, sidecar_path, write_sidecar
-
-
-@pytest.fixture
-def fake(request: pytest.FixtureRequest):
-    """The test-double runtime (rkrt_support's `rt`: checks nothing leaks afterwards)."""
-    return request.getfixturevalue("rt")
-
 
 _ACT = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 REPO = Path(__file__).resolve().parents[2]
@@ -63,29 +55,35 @@ def fitted(name: str):
     if name == "multiclass_str":  # iris, string labels
         X, y = iris.data, iris.target_names[iris.target]
         est = SkMLPClassifier(
-            hidden_layer_sizes=(16,), activation="relu", max_iter=400, random_state=0)
+            hidden_layer_sizes=(16,), activation="relu", max_iter=400, random_state=0
+        )
     elif name == "multiclass_int":
         X, y = make_classification(300, 6, n_informative=4, n_classes=4, random_state=1)
         y = np.array([3, 7, 11, 42])[y]
         est = SkMLPClassifier(
-            hidden_layer_sizes=(12, 8), activation="tanh", max_iter=300, random_state=0)
+            hidden_layer_sizes=(12, 8), activation="tanh", max_iter=300, random_state=0
+        )
     elif name == "binary_bool":
         X, y = make_classification(200, 5, random_state=2)
         est = SkMLPClassifier(
-            hidden_layer_sizes=(10,), activation="logistic", max_iter=300, random_state=0)
+            hidden_layer_sizes=(10,), activation="logistic", max_iter=300, random_state=0
+        )
         y = y.astype(bool)
     elif name == "multilabel":
         X, y = make_multilabel_classification(200, 8, n_classes=3, random_state=3)
         est = SkMLPClassifier(
-            hidden_layer_sizes=(16,), activation="identity", max_iter=300, random_state=0)
+            hidden_layer_sizes=(16,), activation="identity", max_iter=300, random_state=0
+        )
     elif name == "regressor":
         X, y = make_regression(200, 5, noise=0.1, random_state=4)
         est = SkMLPRegressor(
-            hidden_layer_sizes=(16,), activation="relu", max_iter=500, random_state=0)
+            hidden_layer_sizes=(16,), activation="relu", max_iter=500, random_state=0
+        )
     elif name == "regressor_multi":
         X, y = make_regression(200, 5, n_targets=3, noise=0.1, random_state=5)
         est = SkMLPRegressor(
-            hidden_layer_sizes=(16,), activation="tanh", max_iter=500, random_state=0)
+            hidden_layer_sizes=(16,), activation="tanh", max_iter=500, random_state=0
+        )
     elif name == "svc_binary_float":
         X, y = make_classification(200, 4, random_state=6)
         y = np.array([-1.0, 3.0])[y]  # integral floats: scikit-learn takes them as labels
@@ -96,8 +94,7 @@ def fitted(name: str):
     elif name == "dataframe":
         X = pd.DataFrame(iris.data, columns=["sl", "sw", "pl", "pw"])
         y = iris.target
-        est = SkMLPClassifier(
-            hidden_layer_sizes=(8,), max_iter=300, random_state=0)
+        est = SkMLPClassifier(hidden_layer_sizes=(8,), max_iter=300, random_state=0)
     else:
         raise KeyError(name)
     return _fit(est, X, y), X
@@ -142,7 +139,7 @@ def as_array(X) -> np.ndarray:
     [("multiclass_str", np.str_), ("multiclass_int", np.integer), ("binary_bool", np.bool_),
      ("svc_binary_float", np.floating), ("svc_multiclass", np.integer)],
 )  # fmt: skip
-def test_classifier_matches_scikit_learn(fake, tmp_path, name, label_type):
+def test_classifier_matches_scikit_learn(rt, tmp_path, name, label_type):
     est, X = fitted(name)
     with rks.load(convert(est, tmp_path / "m.rknn")) as clf:
         assert isinstance(clf, rks.MLPClassifier)
@@ -161,7 +158,7 @@ def test_classifier_matches_scikit_learn(fake, tmp_path, name, label_type):
             )
 
 
-def test_multilabel_returns_indicator_array(fake, tmp_path):
+def test_multilabel_returns_indicator_array(rt, tmp_path):
     est, X = fitted("multilabel")
     with rks.load(convert(est, tmp_path / "m.rknn")) as clf:
         pred = clf.predict(X)
@@ -173,7 +170,7 @@ def test_multilabel_returns_indicator_array(fake, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["regressor", "regressor_multi"])
-def test_regressor_matches_scikit_learn(fake, tmp_path, name):
+def test_regressor_matches_scikit_learn(rt, tmp_path, name):
     est, X = fitted(name)
     with rks.load(convert(est, tmp_path / "m.rknn")) as reg:
         assert isinstance(reg, rks.MLPRegressor)
@@ -183,7 +180,7 @@ def test_regressor_matches_scikit_learn(fake, tmp_path, name):
         np.testing.assert_allclose(pred, expected, rtol=1e-4, atol=1e-3)
 
 
-def test_float16_model_agrees_within_fp16_precision(fake, tmp_path):
+def test_float16_model_agrees_within_fp16_precision(rt, tmp_path):
     est, X = fitted("multiclass_str")
     with rks.MLPClassifier(convert(est, tmp_path / "m.rknn", dtype="float16")) as clf:
         agreement = np.mean(clf.predict(X) == est.predict(X))
@@ -197,7 +194,7 @@ def _row_at_a_time(fn, X: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("n_rows", [0, 1, 7, 8, 9, 31, 32, 33, 1000])
-def test_any_number_of_rows_equals_row_at_a_time(fake, tmp_path, n_rows):
+def test_any_number_of_rows_equals_row_at_a_time(rt, tmp_path, n_rows):
     est, _ = fitted("multiclass_int")
     X = np.random.default_rng(n_rows).normal(size=(n_rows, est.n_features_in_))
     with rks.MLPClassifier(convert(est, tmp_path / "m.rknn", dtype="float16")) as clf:
@@ -216,19 +213,19 @@ def test_any_number_of_rows_equals_row_at_a_time(fake, tmp_path, n_rows):
     [((1, 8, 32), 1000, 32), ((1, 8, 32), 33, 2), ((1, 8, 32), 9, 1), ((8,), 13, 2),
      ((1,), 5, 5), ((8, 32), 0, 0)],
 )  # fmt: skip
-def test_chunking_over_compiled_sizes(fake, tmp_path, batch_sizes, n_rows, expected_runs):
+def test_chunking_over_compiled_sizes(rt, tmp_path, batch_sizes, n_rows, expected_runs):
     est, _ = fitted("regressor")
     X = np.random.default_rng(0).normal(size=(n_rows, 5))
     with rks.MLPRegressor(convert(est, tmp_path / "m.rknn", batch_sizes=batch_sizes)) as reg:
         assert reg.batch_sizes == tuple(sorted(batch_sizes, reverse=True))
-        before = fake.calls("rknn_run")
+        before = rt.calls("rknn_run")
         pred = reg.predict(X)
-        assert fake.calls("rknn_run") - before == expected_runs
+        assert rt.calls("rknn_run") - before == expected_runs
         assert pred.shape == (n_rows,)
         if n_rows:
             np.testing.assert_array_equal(pred, _row_at_a_time(reg.predict, X))
             np.testing.assert_allclose(pred, est.predict(X), rtol=1e-4, atol=1e-3)
-    assert fake.counter("size_mismatch") == 0
+    assert rt.counter("size_mismatch") == 0
 
 
 def test_plan_batches():
@@ -238,7 +235,7 @@ def test_plan_batches():
     assert rks.plan_batches(3, (8,)) == [(0, 8)]
 
 
-def test_repeated_calls_identical_and_no_state_change(fake, tmp_path):
+def test_repeated_calls_identical_and_no_state_change(rt, tmp_path):
     est, X = fitted("multiclass_str")
     with rks.MLPClassifier(convert(est, tmp_path / "m.rknn", dtype="float16")) as clf:
         state = dict(vars(clf))
@@ -252,7 +249,7 @@ def test_repeated_calls_identical_and_no_state_change(fake, tmp_path):
 
 
 # --- inputs like scikit-learn --------------------------------------------------------
-def test_lists_ints_float64_and_float16_accepted(fake, tmp_path):
+def test_lists_ints_float64_and_float16_accepted(rt, tmp_path):
     est, X = fitted("multiclass_str")
     X = as_array(X)
     with rks.MLPClassifier(convert(est, tmp_path / "m.rknn")) as clf:
@@ -263,9 +260,7 @@ def test_lists_ints_float64_and_float16_accepted(fake, tmp_path):
         np.testing.assert_array_equal(
             clf.predict_proba(X_int), clf.predict_proba(X_int.astype(np.float32))
         )
-        np.testing.assert_array_equal(
-            clf.predict_proba(np.asfortranarray(X[::2])), expected[::2]
-        )
+        np.testing.assert_array_equal(clf.predict_proba(np.asfortranarray(X[::2])), expected[::2])
 
 
 _BAD_INPUTS = [
@@ -283,31 +278,32 @@ _BAD_INPUTS = [
 
 @pytest.mark.parametrize("make, error, message", [b[1:] for b in _BAD_INPUTS],
                          ids=[b[0] for b in _BAD_INPUTS])  # fmt: skip
-def test_bad_inputs_raise_like_scikit_learn(fake, tmp_path, make, error, message):
+def test_bad_inputs_raise_like_scikit_learn(rt, tmp_path, make, error, message):
     est, X = fitted("multiclass_str")
     bad = make(as_array(X))
     if error is ValueError:  # scikit-learn raises the same kind for the same input
         with pytest.raises(ValueError):
             est.predict(bad)
     with rks.MLPClassifier(convert(est, tmp_path / "m.rknn")) as clf:
-        before = fake.calls("rknn_run")
+        before = rt.calls("rknn_run")
         for method in (clf.predict, clf.predict_proba):
             with pytest.raises(error, match=message):
                 method(bad)
-        assert fake.calls("rknn_run") == before
+        assert rt.calls("rknn_run") == before
 
 
-def test_value_too_large_for_float32_raises(fake, tmp_path):
+def test_value_too_large_for_float32_raises(rt, tmp_path):
     est, X = fitted("multiclass_str")
     bad = as_array(X).copy()
     bad[3, 1] = 1e39
-    with rks.MLPClassifier(convert(est, tmp_path / "m.rknn")) as clf, pytest.raises(
-        ValueError, match="too large for dtype"
+    with (
+        rks.MLPClassifier(convert(est, tmp_path / "m.rknn")) as clf,
+        pytest.raises(ValueError, match="too large for dtype"),
     ):
         clf.predict(bad)
 
 
-def test_dataframe_feature_names(fake, tmp_path):
+def test_dataframe_feature_names(rt, tmp_path):
     est, X = fitted("dataframe")
     with rks.MLPClassifier(convert(est, tmp_path / "m.rknn")) as clf:
         np.testing.assert_array_equal(clf.feature_names_in_, est.feature_names_in_)
@@ -326,7 +322,7 @@ def test_dataframe_feature_names(fake, tmp_path):
                 model.predict(X.to_numpy())
 
 
-def test_dataframe_on_model_fitted_without_names_warns(fake, tmp_path):
+def test_dataframe_on_model_fitted_without_names_warns(rt, tmp_path):
     est, X = fitted("multiclass_str")
     df = pd.DataFrame(X, columns=list("abcd"))
     with rks.MLPClassifier(convert(est, tmp_path / "m.rknn")) as clf:
@@ -341,7 +337,7 @@ def test_dataframe_on_model_fitted_without_names_warns(fake, tmp_path):
 
 
 # --- where the metadata comes from ---------------------------------------------------
-def test_custom_string_fallback_without_sidecar(fake, tmp_path):
+def test_custom_string_fallback_without_sidecar(rt, tmp_path):
     est, X = fitted("binary_bool")
     text = metadata_of(est, (1, 8, 32)).to_custom_string()
     path = convert(est, tmp_path / "m.rknn", sidecar=False, custom_string=text)
@@ -351,7 +347,7 @@ def test_custom_string_fallback_without_sidecar(fake, tmp_path):
         assert clf.metadata.estimator == "MLPClassifier"
 
 
-def test_sidecar_wins_over_custom_string(fake, tmp_path):
+def test_sidecar_wins_over_custom_string(rt, tmp_path):
     est, X = fitted("multiclass_int")
     path = convert(est, tmp_path / "m.rknn", custom_string="not json at all")
     with rks.load(path) as clf:
@@ -364,21 +360,21 @@ def test_sidecar_wins_over_custom_string(fake, tmp_path):
      ("built by alice", "custom string of .*m.rknn: not valid JSON"),
      ('{"format": "rkrt-model", "schema_version": 7}', "schema_version is 7")],
 )  # fmt: skip
-def test_unusable_custom_string_without_sidecar(fake, tmp_path, custom_string, message):
+def test_unusable_custom_string_without_sidecar(rt, tmp_path, custom_string, message):
     est, _ = fitted("multiclass_int")
     path = convert(est, tmp_path / "m.rknn", sidecar=False, custom_string=custom_string)
     with pytest.raises(MetadataError, match=message):
         rks.load(path)
 
 
-def test_sha_mismatch_fails_before_opening(fake, tmp_path):
+def test_sha_mismatch_fails_before_opening(rt, tmp_path):
     est, _ = fitted("multiclass_int")
     path = convert(est, tmp_path / "m.rknn")
     other, _ = fitted("multiclass_str")
     FakeModel(network(other)[0], dtype="float32").save(path)  # re-export, old sidecar kept
     with pytest.raises(MetadataError, match="m.rknn.json: sidecar records sha256"):
         rks.load(path)
-    assert fake.calls("rknn_init") == 0
+    assert rt.calls("rknn_init") == 0
 
 
 @pytest.mark.parametrize(
@@ -387,7 +383,7 @@ def test_sha_mismatch_fails_before_opening(fake, tmp_path):
      (lambda d: d.pop("classes"), "missing key.*classes"),
      (lambda d: d.update(n_features_in="6"), "n_features_in must be a positive int")],
 )  # fmt: skip
-def test_bad_sidecar_names_the_file(fake, tmp_path, edit, message):
+def test_bad_sidecar_names_the_file(rt, tmp_path, edit, message):
     est, _ = fitted("multiclass_int")
     path = convert(est, tmp_path / "m.rknn")
     data = json.loads(Path(sidecar_path(path)).read_text())
@@ -397,7 +393,7 @@ def test_bad_sidecar_names_the_file(fake, tmp_path, edit, message):
         rks.MLPClassifier(path)
 
 
-def test_metadata_of_another_model_is_refused(fake, tmp_path):
+def test_metadata_of_another_model_is_refused(rt, tmp_path):
     est, _ = fitted("multiclass_int")  # 6 features, 4 classes
     path = convert(est, tmp_path / "m.rknn")
     other, _ = fitted("multiclass_str")  # 4 features, 3 classes
@@ -411,7 +407,7 @@ def test_metadata_of_another_model_is_refused(fake, tmp_path):
         rks.load(path)
 
 
-def test_wrong_estimator_class_is_refused_and_closed(fake, tmp_path):
+def test_wrong_estimator_class_is_refused_and_closed(rt, tmp_path):
     est, _ = fitted("regressor")
     path = convert(est, tmp_path / "m.rknn")
     with pytest.raises(ValueError, match="is a regressor .*use rkrt.sklearn.MLPRegressor"):
@@ -419,23 +415,23 @@ def test_wrong_estimator_class_is_refused_and_closed(fake, tmp_path):
     clf_path = convert(fitted("multiclass_int")[0], tmp_path / "c.rknn")
     with pytest.raises(ValueError, match="is a classifier .*use rkrt.sklearn.MLPClassifier"):
         rks.MLPRegressor(clf_path)
-    assert fake.live()["contexts"] == 0
+    assert rt.live()["contexts"] == 0
 
 
-def test_close_and_context_manager(fake, tmp_path):
+def test_close_and_context_manager(rt, tmp_path):
     est, X = fitted("regressor")
     reg = rks.MLPRegressor(convert(est, tmp_path / "m.rknn"))
-    assert fake.live()["contexts"] == 1
+    assert rt.live()["contexts"] == 1
     reg.predict(X[:2])
     reg.close()
     reg.close()
-    assert fake.live()["contexts"] == 0
+    assert rt.live()["contexts"] == 0
     with pytest.raises(ClosedError):
         reg.predict(X[:2])
     with rks.MLPRegressor(tmp_path / "m.rknn") as reg2:
-        assert fake.live()["contexts"] == 1
+        assert rt.live()["contexts"] == 1
         assert repr(reg2) == f"MLPRegressor({str(tmp_path / 'm.rknn')!r})"
-    assert fake.live()["contexts"] == 0
+    assert rt.live()["contexts"] == 0
 
 
 # --- scirknn users -------------------------------------------------------------------
@@ -455,7 +451,7 @@ def _scirknn_convert(est, path: Path, batch=1) -> Path:
 
 
 @pytest.mark.parametrize("name", ["binary_bool", "multiclass_str", "regressor"])
-def test_scirknn_sidecars_read(fake, tmp_path, name):
+def test_scirknn_sidecars_read(rt, tmp_path, name):
     est, X = fitted(name)
     path = _scirknn_convert(est, tmp_path / "m.rknn", batch=4)
     with rks.load(path) as model:
@@ -481,7 +477,7 @@ print(" ".join(str(p) for p in pred))
 """
 
 
-def test_scirknn_program_switches_with_one_import_and_no_sklearn(fake, tmp_path):
+def test_scirknn_program_switches_with_one_import_and_no_sklearn(rt, tmp_path):
     est, X = fitted("multiclass_str")
     path = _scirknn_convert(est, tmp_path / "m.rknn")
     np.save(tmp_path / "x.npy", as_array(X)[:20])
