@@ -37,13 +37,19 @@ class Gate:
     def _refuse(self) -> ClosedError:
         return ClosedError(f"this {self._what} is closed; open a new one")
 
+    def _took_free(self) -> bool:
+        """Under the lock: ClosedError if closed; else take a free slot if nobody waits."""
+        if self._closed:
+            raise self._refuse()
+        if self._free and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
     def acquire(self, block: bool = True) -> None:
         """Take a slot, waiting while none is free (``block=False``: raise BusyError instead)."""
         with self._lock:
-            if self._closed:
-                raise self._refuse()
-            if self._free and not self._waiters:
-                self._free -= 1
+            if self._took_free():
                 return
             if not block:
                 raise BusyError(
@@ -70,10 +76,7 @@ class Gate:
         """Take a slot, awaiting while none is free; cancellation gives back what it took."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self._closed:
-                raise self._refuse()
-            if self._free and not self._waiters:
-                self._free -= 1
+            if self._took_free():
                 return
             waiter: asyncio.Future[None] = loop.create_future()
             entry = (loop, waiter)

@@ -6,13 +6,10 @@ import threading
 
 import numpy as np
 import pytest
-import rkrt_support
 from rkrt_support import inputs_for, mlp
 
 import rkrt
 import rkrt.ort as rkort
-
-rt = rkrt_support.rt
 
 # An ordinary onnxruntime program: open, describe, feed by name, read outputs and metadata.
 PROGRAM = """

@@ -6,40 +6,18 @@ import asyncio
 
 import numpy as np
 import pytest
-import rkrt_support
-from rkrt_support import inputs_for, mlp, tolerance
+from rkrt_support import gather_ticking, many_inputs, mlp, tolerance
 
 import rkrt
 from rkrt.gate import Gate
 
-rt = rkrt_support.rt
-
-
-@pytest.fixture
-def rk3588(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RKRT_SOC", "rk3588")
-    monkeypatch.setenv("RKRT_FAKE_SOC", "rk3588")
-
-
-def _xs(model, n: int) -> list[np.ndarray]:
-    return [inputs_for(model, seed=i)[0] for i in range(n)]
-
 
 def test_run_async_computes_on_the_pool_threads_without_blocking_the_loop(rt, rk3588) -> None:
     model = mlp()
-    xs = _xs(model, 60)
+    xs = many_inputs(model, 60)
     rt.set_run_delay(2_000)
 
     async def main(pool: rkrt.Pool) -> tuple[list, int, int]:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0.001)
-
-        tick = asyncio.create_task(ticker())
         peak = 0
 
         async def one(x: np.ndarray) -> list[np.ndarray]:
@@ -48,10 +26,8 @@ def test_run_async_computes_on_the_pool_threads_without_blocking_the_loop(rt, rk
             peak = max(peak, pool.in_flight)
             return await call
 
-        results = await asyncio.gather(*[one(x) for x in xs])
-        peak = max(peak, pool.in_flight)
-        tick.cancel()
-        return results, ticks, peak
+        results, ticks = await gather_ticking([one(x) for x in xs])
+        return results, ticks, max(peak, pool.in_flight)
 
     with rkrt.Pool(model.to_bytes(), max_pending=4) as pool:
         results, ticks, peak = asyncio.run(main(pool))
@@ -71,7 +47,7 @@ def test_waiting_coroutines_respect_the_bound(rt, rk3588) -> None:
             await pool.run_async(x)
             seen.append(pool.in_flight)
 
-        await asyncio.gather(*[one(x) for x in _xs(model, 80)])
+        await asyncio.gather(*[one(x) for x in many_inputs(model, 80)])
 
     with rkrt.Pool(model.to_bytes(), max_pending=3) as pool:
         asyncio.run(main(pool))
@@ -81,7 +57,7 @@ def test_waiting_coroutines_respect_the_bound(rt, rk3588) -> None:
 
 def test_cancelled_awaits_leave_no_context_mid_run_and_no_slot_taken(rt, rk3588) -> None:
     model = mlp()
-    xs = _xs(model, 40)
+    xs = many_inputs(model, 40)
     rt.set_run_delay(5_000)
 
     async def main(pool: rkrt.Pool) -> list:
@@ -107,7 +83,7 @@ def test_cancelled_awaits_leave_no_context_mid_run_and_no_slot_taken(rt, rk3588)
 
 def test_imap_async_streams_in_order_from_an_async_source(rt, rk3588) -> None:
     model = mlp()
-    xs = _xs(model, 50)
+    xs = many_inputs(model, 50)
     rt.set_run_delay(300, jitter_us=600)
     read = 0
 
@@ -137,7 +113,7 @@ def test_leaving_imap_async_early_cancels_the_rest(rt, rk3588) -> None:
 
     async def main(pool: rkrt.Pool) -> int:
         n = 0
-        async for _ in pool.imap_async(_xs(model, 300)):
+        async for _ in pool.imap_async(many_inputs(model, 300)):
             n += 1
             if n == 5:
                 break
@@ -155,7 +131,7 @@ def test_closing_wakes_coroutines_waiting_at_the_bound(rt, rk3588) -> None:
     rt.set_run_delay(20_000)
 
     async def main(pool: rkrt.Pool) -> list:
-        tasks = [asyncio.create_task(pool.run_async(x)) for x in _xs(model, 10)]
+        tasks = [asyncio.create_task(pool.run_async(x)) for x in many_inputs(model, 10)]
         await asyncio.sleep(0.005)
         await asyncio.get_running_loop().run_in_executor(None, pool.close)
         return await asyncio.gather(*tasks, return_exceptions=True)

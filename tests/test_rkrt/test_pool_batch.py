@@ -6,19 +6,10 @@ import time
 
 import numpy as np
 import pytest
-import rkrt_support
 from rkrt_support import mlp
 
 import rkrt
 from rkrt.batches import compiled_batch_sizes, plan_spread
-
-rt = rkrt_support.rt
-
-
-@pytest.fixture
-def rk3588(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RKRT_SOC", "rk3588")
-    monkeypatch.setenv("RKRT_FAKE_SOC", "rk3588")
 
 
 def _one_context_chunks(model, x: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:

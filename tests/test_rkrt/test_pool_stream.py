@@ -10,22 +10,29 @@ from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
-import rkrt_support
-from rkrt_support import inputs_for, mlp, tolerance
+from rkrt_support import inputs_for, many_inputs, mlp, tolerance
 
 import rkrt
 
-rt = rkrt_support.rt
 
+def _close_while(pool: rkrt.Pool, work, after_s: float) -> list:
+    """``work(outcome)`` in a thread, ``pool.close(cancel=True)`` after ``after_s``: what work
+    put in ``outcome``, then the exception that ended it (the thread must end promptly)."""
+    outcome: list = []
 
-@pytest.fixture
-def rk3588(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RKRT_SOC", "rk3588")
-    monkeypatch.setenv("RKRT_FAKE_SOC", "rk3588")
+    def run() -> None:
+        try:
+            work(outcome)
+        except BaseException as exc:
+            outcome.append(exc)
 
-
-def _xs(model, n: int) -> list[np.ndarray]:
-    return [inputs_for(model, seed=i)[0] for i in range(n)]
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(after_s)
+    pool.close(cancel=True)
+    t.join(5)
+    assert not t.is_alive()
+    return outcome
 
 
 class Producer:
@@ -70,7 +77,7 @@ def test_submit_blocks_or_raises_at_the_bound(rt, rk3588) -> None:
 
 def test_a_fast_producer_never_has_more_than_max_pending_in_flight(rt, rk3588) -> None:
     model = mlp()
-    xs = _xs(model, 200)
+    xs = many_inputs(model, 200)
     rt.set_run_delay(300)
     peak = 0
     with rkrt.Pool(model.to_bytes(), max_pending=4) as pool:
@@ -87,7 +94,7 @@ def test_a_fast_producer_never_has_more_than_max_pending_in_flight(rt, rk3588) -
 
 def test_imap_streams_in_order_reading_ahead_at_most_max_pending(rt, rk3588) -> None:
     model = mlp()
-    xs = _xs(model, 120)
+    xs = many_inputs(model, 120)
     rt.set_run_delay(200, jitter_us=400)  # results complete out of order
     producer = Producer(xs)
     with rkrt.Pool(model.to_bytes(), max_pending=5) as pool:
@@ -100,7 +107,7 @@ def test_imap_streams_in_order_reading_ahead_at_most_max_pending(rt, rk3588) -> 
 
 def test_leaving_imap_early_cancels_what_has_not_started(rt, rk3588) -> None:
     model = mlp()
-    xs = _xs(model, 500)
+    xs = many_inputs(model, 500)
     rt.set_run_delay(2_000)
     with rkrt.Pool(model.to_bytes(), max_pending=6) as pool:
         stream = pool.imap(xs)
@@ -118,7 +125,7 @@ def test_map_timeout_raises_and_cancels(rt, rk3588) -> None:
     rt.set_run_delay(20_000)
     pool = rkrt.Pool(model.to_bytes(), cores=["CORE_0"], max_pending=4)
     with pool, pytest.raises(TimeoutError):
-        pool.map(_xs(model, 50), timeout=0.05)
+        pool.map(many_inputs(model, 50), timeout=0.05)
     assert rt.calls("rknn_run") < 50
 
 
@@ -126,7 +133,7 @@ def test_close_finishes_accepted_work_by_default(rt, rk3588) -> None:
     model = mlp()
     rt.set_run_delay(3_000)
     pool = rkrt.Pool(model.to_bytes(), max_pending=30)
-    futures = [pool.submit(x) for x in _xs(model, 30)]
+    futures = [pool.submit(x) for x in many_inputs(model, 30)]
     pool.close()
     assert all(f.done() and f.result()[0].shape == (1, 3) for f in futures)
     assert rt.calls("rknn_run") == 30 and rt.live()["contexts"] == 0
@@ -136,7 +143,7 @@ def test_close_with_cancel_under_load_skips_queued_work_and_never_hangs(rt, rk35
     model = mlp()
     rt.set_run_delay(20_000)
     pool = rkrt.Pool(model.to_bytes(), max_pending=60)
-    futures = [pool.submit(x) for x in _xs(model, 60)]
+    futures = [pool.submit(x) for x in many_inputs(model, 60)]
     time.sleep(0.01)  # the first three are running
     pool.close(cancel=True)
     cancelled = [f for f in futures if f.cancelled()]
@@ -156,27 +163,15 @@ def test_a_submitter_blocked_at_the_bound_gets_closed_error(rt, rk3588) -> None:
     rt.set_run_delay(30_000)
     pool = rkrt.Pool(model.to_bytes(), cores=["CORE_0"], max_pending=1)
     pool.submit(x)
-    outcome: list[BaseException] = []
-
-    def blocked() -> None:
-        try:
-            pool.submit(x)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    t = threading.Thread(target=blocked)
-    t.start()
-    time.sleep(0.005)
-    pool.close(cancel=True)
-    t.join(5)
-    assert not t.is_alive() and isinstance(outcome[0], rkrt.ClosedError)
+    outcome = _close_while(pool, lambda out: pool.submit(x), after_s=0.005)
+    assert isinstance(outcome[0], rkrt.ClosedError)
 
 
 def test_with_block_cancels_on_an_exception(rt, rk3588) -> None:
     model = mlp()
     rt.set_run_delay(20_000)
     with pytest.raises(KeyError), rkrt.Pool(model.to_bytes(), max_pending=40) as pool:
-        futures = [pool.submit(x) for x in _xs(model, 40)]
+        futures = [pool.submit(x) for x in many_inputs(model, 40)]
         raise KeyError("the caller failed")
     assert sum(f.cancelled() for f in futures) >= 30
 
@@ -219,21 +214,7 @@ def test_closing_under_a_running_imap_ends_the_stream_without_hanging(rt, rk3588
     model = mlp()
     rt.set_run_delay(10_000)
     pool = rkrt.Pool(model.to_bytes(), max_pending=6)
-    outcome: list = []
-
-    def consume() -> None:
-        try:
-            for y in pool.imap(_xs(model, 200)):
-                outcome.append(y)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    t = threading.Thread(target=consume)
-    t.start()
-    time.sleep(0.03)
-    pool.close(cancel=True)
-    t.join(5)
-    assert not t.is_alive()
+    outcome = _close_while(pool, lambda out: out.extend(pool.imap(many_inputs(model, 200))), 0.03)
     assert isinstance(outcome[-1], (CancelledError, rkrt.ClosedError))
     assert all(isinstance(y, list) for y in outcome[:-1]) and len(outcome) < 200
     assert rt.calls("rknn_run") < 200 and rt.live()["contexts"] == 0

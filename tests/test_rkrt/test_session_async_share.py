@@ -9,37 +9,21 @@ import weakref
 
 import numpy as np
 import pytest
-import rkrt_support
 from fake_rknnrt import Dense, FakeModel
-from rkrt_support import inputs_for, mlp, tolerance
+from rkrt_support import gather_ticking, inputs_for, many_inputs, mlp, tolerance
 
 import rkrt
 
-rt = rkrt_support.rt
 SHARE_WEIGHT_MEM = 0x20
 
 
 def test_run_async_runs_off_the_loop_in_order_of_calls(rt) -> None:
     model = mlp()
-    xs = [inputs_for(model, seed=i)[0] for i in range(12)]
+    xs = many_inputs(model, 12)
     rt.set_run_delay(2_000)
 
-    async def main(session: rkrt.Session) -> tuple[list, int]:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0.001)
-
-        tick = asyncio.create_task(ticker())
-        results = await asyncio.gather(*[session.run_async(x) for x in xs])
-        tick.cancel()
-        return results, ticks
-
     with rkrt.Session(model.to_bytes()) as session:
-        results, ticks = asyncio.run(main(session))
+        results, ticks = asyncio.run(gather_ticking([session.run_async(x) for x in xs]))
         assert session._async.in_flight == 0
     for x, y in zip(xs, results):
         np.testing.assert_allclose(y[0], model.reference(x)[0], **tolerance("float16"))

@@ -6,20 +6,11 @@ import time
 
 import numpy as np
 import pytest
-import rkrt_support
 from test_sklearn import convert, fitted
 
 import rkrt.sklearn as rks
 
-rt = rkrt_support.rt
-
 CORES = ["CORE_0", "CORE_1", "CORE_2"]
-
-
-@pytest.fixture
-def rk3588(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RKRT_SOC", "rk3588")
-    monkeypatch.setenv("RKRT_FAKE_SOC", "rk3588")
 
 
 @pytest.mark.parametrize("name", ["multiclass_str", "regressor_multi", "svc_multiclass"])
