@@ -141,7 +141,7 @@ def test_close_finishes_accepted_work_by_default(rt, rk3588) -> None:
 
 def test_close_with_cancel_under_load_skips_queued_work_and_never_hangs(rt, rk3588) -> None:
     model = mlp()
-    rt.set_run_delay(20_000)
+    rt.set_run_delay(50_000)
     pool = rkrt.Pool(model.to_bytes(), max_pending=60)
     futures = [pool.submit(x) for x in many_inputs(model, 60)]
     time.sleep(0.01)  # the first three are running
@@ -149,7 +149,7 @@ def test_close_with_cancel_under_load_skips_queued_work_and_never_hangs(rt, rk35
     cancelled = [f for f in futures if f.cancelled()]
     finished = [f for f in futures if not f.cancelled()]
     assert all(f.done() for f in futures)
-    assert len(cancelled) >= 50 and len(finished) == rt.calls("rknn_run")
+    assert len(cancelled) >= 40 and len(finished) == rt.calls("rknn_run")
     for f in finished:
         assert f.result()[0].shape == (1, 3)
     with pytest.raises(CancelledError):
@@ -169,7 +169,7 @@ def test_a_submitter_blocked_at_the_bound_gets_closed_error(rt, rk3588) -> None:
 
 def test_with_block_cancels_on_an_exception(rt, rk3588) -> None:
     model = mlp()
-    rt.set_run_delay(20_000)
+    rt.set_run_delay(50_000)
     with pytest.raises(KeyError), rkrt.Pool(model.to_bytes(), max_pending=40) as pool:
         futures = [pool.submit(x) for x in many_inputs(model, 40)]
         raise KeyError("the caller failed")
