@@ -82,6 +82,10 @@ class Pool:
         if not masks:
             raise ValueError("cores must name at least one core mask")
         self._closed = False
+        pending = DEFAULT_PENDING_PER_CONTEXT * len(masks) if max_pending is None else max_pending
+        # Before any context is opened: a bad max_pending costs nothing to refuse.
+        self._dispatch = Dispatcher(self, len(masks), pending, "rkrt.Pool")
+        self.max_pending: int = pending
         first = Session(model, core_mask=masks[0], library=library, soc=soc, **session_options)
         sessions = [first]
         try:
@@ -95,14 +99,6 @@ class Pool:
         self._idle: queue.SimpleQueue[Session] = queue.SimpleQueue()
         for s in self.sessions:
             self._idle.put(s)
-        pending = DEFAULT_PENDING_PER_CONTEXT * len(masks) if max_pending is None else max_pending
-        try:
-            self._dispatch = Dispatcher(self, len(masks), pending, "rkrt.Pool")
-        except BaseException:
-            for s in sessions:
-                s.close()
-            raise
-        self.max_pending: int = pending
 
     # ---- in the caller's thread ----
 

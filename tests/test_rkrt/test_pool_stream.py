@@ -53,6 +53,7 @@ def test_max_pending_defaults_and_is_validated(rt, rk3588) -> None:
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="max_pending must be a positive int"):
             rkrt.Pool(mlp().to_bytes(), max_pending=bad)
+    assert rt.calls("rknn_init") == 1  # refused before opening anything
 
 
 def test_submit_blocks_or_raises_at_the_bound(rt, rk3588) -> None:
