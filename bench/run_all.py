@@ -94,11 +94,29 @@ def emulated_lane(
     return _load(json_path, proc, "aarch64 (qemu)")
 
 
+def streaming_lane(quick: bool, results: Path, peer: bool) -> str:
+    """bench/streaming.py in a process of its own (its RSS probe wants a fresh one): Pool
+    throughput, run_batch, memory under load, and ztu_somemodelruntime_ez_rknn_async."""
+    json_path = results / "streaming.json"
+    args = [str(BENCH / "streaming.py"), "--json", str(json_path)]
+    args += ["--quick"] if quick else []
+    args += [] if peer else ["--no-peer"]
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"the streaming benchmark failed (exit {proc.returncode})")
+    return proc.stdout
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few iterations per line")
     parser.add_argument("--native-only", action="store_true", help="skip the emulated lane")
     parser.add_argument("--results", type=Path, default=RESULTS, help="output directory")
+    parser.add_argument(
+        "--no-peer", action="store_true",
+        help="leave ztu_somemodelruntime_ez_rknn_async out (no download)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.results.mkdir(parents=True, exist_ok=True)
 
@@ -107,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.native_only:
         lanes.append(("aarch64 qemu", emulated_lane(args.quick, args.results)))
 
+    streaming = streaming_lane(args.quick, args.results, not args.no_peer)
     checks = target_checks(lanes)
     host = machine()
     date = started.strftime("%Y-%m-%d %H:%M UTC")
@@ -117,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(lanes))
     print()
     print(format_checks(checks))
+    print()
+    print(streaming, end="")
 
     summary = {
         "date": started.isoformat(timespec="seconds"),
@@ -129,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     from chart import latency_chart
 
     latency_chart(lanes, args.results / "latency.png", f"rkrt benchmark, {date}")
-    print(f"\nwrote {args.results / 'bench.json'} and {args.results / 'latency.png'}")
+    print(
+        f"\nwrote {args.results / 'bench.json'}, {args.results / 'streaming.json'} and "
+        f"{args.results / 'latency.png'}"
+    )
     return 0
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .binding import IOBinding
     from .cores import CoreMask, detect_soc
     from .errors import (
+        BusyError,
         ClosedError,
         DTypeError,
         Error,
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 
 # Public name -> the submodule defining it ("" for a submodule itself).
 _LAZY = {
+    "BusyError": "errors",
     "ClosedError": "errors",
     "CoreMask": "cores",
     "DTypeError": "errors",
@@ -69,6 +71,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BusyError",
     "ClosedError",
     "CoreMask",
     "DTypeError",

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from concurrent.futures import Future
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from .arguments import PathLike
-from .cores import MaskLike
+from .batches import compiled_batch_sizes
+from .cores import CoreMask, MaskLike, parse_mask
 from .metadata import MetadataError, ModelMetadata, read_sidecar, sidecar_path
+from .pool import Pool
 from .session import Session
 
 
+def _run_chunk(session: Session, chunk: np.ndarray, out: Optional[np.ndarray]) -> np.ndarray:
+    if out is None:
+        return session.run(chunk)[0]
+    session.run(chunk, out=[out])
+    return out
+
+
 class CompiledModel:
-    """The forward pass of a model converted by emit (or scirknn): one Session.
+    """The forward pass of a model converted by emit (or scirknn): one Session, or with
+    ``cores`` a Pool of one context per core mask, whose ``submit`` runs chunks in parallel.
 
     ``metadata`` comes from the sidecar when there is one (a wrong sidecar fails before the
     runtime is touched), else from the model's custom string. ``accept`` sees it first (the
@@ -27,6 +38,7 @@ class CompiledModel:
         core_mask: MaskLike,
         library: Optional[str],
         accept: Callable[[ModelMetadata, str], None],
+        cores: Optional[Sequence[MaskLike]] = None,
     ) -> None:
         self.source = os.fspath(path)
         self.label = f"({self.source!r})"
@@ -34,25 +46,41 @@ class CompiledModel:
             sidecar: Optional[ModelMetadata] = read_sidecar(path)
         except FileNotFoundError:
             sidecar = None
-        self._session = session = Session(path, core_mask=core_mask, library=library)
+        self._pool: Optional[Pool] = None
+        self.submit: Optional[Callable[[np.ndarray, Optional[np.ndarray]], Future]] = None
+        if cores is None:
+            self._session = Session(path, core_mask=core_mask, library=library)
+        else:
+            if parse_mask(core_mask) != CoreMask.AUTO:
+                raise ValueError(
+                    "give core_mask (one context) or cores (one context per mask), not both"
+                )
+            self._pool = Pool(path, cores=cores, library=library)
+            self._session = self._pool.sessions[0]
+            self.submit = self._submit
         try:
             self.metadata = sidecar if sidecar is not None else self._custom_string_metadata()
             accept(self.metadata, self.source)
             self.batch_sizes, self.width = self._check()
         except BaseException:
-            session.close()
+            self.close()
             raise
 
     def run(self, chunk: np.ndarray, out: Optional[np.ndarray]) -> np.ndarray:
         """The model's output on one compiled batch of rows, into ``out`` when given."""
-        if out is None:
-            return self._session.run(chunk)[0]
-        self._session.run(chunk, out=[out])
-        return out
+        if self._pool is not None:
+            return self._pool.apply(_run_chunk, chunk, out).result()
+        return _run_chunk(self._session, chunk, out)
+
+    def _submit(self, chunk: np.ndarray, out: Optional[np.ndarray]) -> Future:
+        return self._pool.apply(_run_chunk, chunk, out)  # type: ignore[union-attr]
 
     def close(self) -> None:
-        """Release the NPU context; idempotent."""
-        self._session.close()
+        """Release the NPU contexts; idempotent."""
+        if self._pool is not None:
+            self._pool.close()
+        else:
+            self._session.close()
 
     def _custom_string_metadata(self) -> ModelMetadata:
         text = self._session.custom_string
@@ -95,5 +123,4 @@ class CompiledModel:
                     f"{path}: the metadata lists {n_classes} classes but the model outputs "
                     f"{width} values per row; the metadata belongs to another model"
                 )
-        sizes = tuple(sorted({int(s[0][0]) for s in session.input_shapes}, reverse=True))
-        return sizes, width
+        return compiled_batch_sizes(session), width

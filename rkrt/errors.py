@@ -107,6 +107,10 @@ class ClosedError(Error, ValueError):
     """A Session, IOBinding or Pool was used after close()."""
 
 
+class BusyError(Error, RuntimeError):
+    """``block=False`` and the bound on requests in flight (``max_pending``) is reached."""
+
+
 def check(ret: int, function: str) -> int:
     """Return ``ret`` unchanged unless it is negative, which raises RKNNError."""
     if ret < 0:

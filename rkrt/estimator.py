@@ -8,11 +8,13 @@ read labels or values from the output the same way over either (see rkrt.sklearn
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Protocol
+from concurrent.futures import Future
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
 from .arguments import PathLike
+from .batches import plan_batches
 from .compiled import CompiledModel
 from .cores import CoreMask, MaskLike
 from .inputs import check_feature_names, refuse_sparse, require_2d
@@ -39,39 +41,45 @@ class Forward(Protocol):
 
     def run(self, chunk: np.ndarray, out: Optional[np.ndarray]) -> np.ndarray:
         """float32 (len(chunk), width) for a chunk of one of ``batch_sizes`` rows; written
-        into ``out`` when given."""
+        into ``out`` when given. (A forward over several contexts also has ``submit``, the
+        same in the background: a Future of that array.)"""
 
     def close(self) -> None:
         """Release the NPU contexts; idempotent."""
 
 
-def plan_batches(n_rows: int, batch_sizes: tuple[int, ...]) -> list[tuple[int, int]]:
-    """(first row, compiled batch size) of each run covering `n_rows` rows.
-
-    Full chunks of the largest size, then one run at the smallest size holding the
-    rest (the caller zero-pads it).
-    """
-    largest = max(batch_sizes)
-    n_full = n_rows // largest
-    plan = [(i * largest, largest) for i in range(n_full)]
-    tail = n_rows - n_full * largest
-    if tail:
-        plan.append((n_full * largest, min(b for b in batch_sizes if b >= tail)))
-    return plan
-
-
 def run_batched(forward: Forward, x: np.ndarray) -> np.ndarray:
-    """``forward`` over every row of the float32 (n_rows, n_features) ``x``."""
+    """``forward`` over every row of the float32 (n_rows, n_features) ``x``.
+
+    A forward with a ``submit`` (one over several NPU contexts) gets every chunk at once and
+    runs them in parallel; the chunks and their results are the same either way.
+    """
     n_rows, n_features = x.shape
     out = np.empty((n_rows, forward.width), dtype=np.float32)
-    for start, size in plan_batches(n_rows, forward.batch_sizes):
-        rows = min(size, n_rows - start)
-        if rows == size:  # row slices of C-contiguous arrays are contiguous: no copies
-            forward.run(x[start : start + size], out[start : start + size])
-        else:
-            chunk = np.zeros((size, n_features), dtype=np.float32)
-            chunk[:rows] = x[start : start + rows]
-            out[start : start + rows] = forward.run(chunk, None)[:rows]
+    submit = getattr(forward, "submit", None)
+    tails: list[tuple[Any, int, int]] = []  # (result or future, first row, rows)
+    futures: list[Future] = []
+    try:
+        for start, size in plan_batches(n_rows, forward.batch_sizes):
+            rows = min(size, n_rows - start)
+            if rows == size:  # row slices of C-contiguous arrays are contiguous: no copies
+                chunk, into = x[start : start + size], out[start : start + size]
+            else:
+                chunk, into = np.zeros((size, n_features), dtype=np.float32), None
+                chunk[:rows] = x[start : start + rows]
+            result = forward.run(chunk, into) if submit is None else submit(chunk, into)
+            if submit is not None:
+                futures.append(result)
+            if into is None:
+                tails.append((result, start, rows))
+        for f in futures:
+            f.result()  # the first failure, in row order
+    finally:
+        for f in futures:
+            f.cancel()
+    for result, start, rows in tails:
+        y = result if submit is None else result.result()
+        out[start : start + rows] = y[:rows]
     return out
 
 
@@ -81,9 +89,14 @@ class NPUEstimator:
     _TASKS: tuple[str, ...] = ()
 
     def __init__(
-        self, path: PathLike, *, core_mask: MaskLike = CoreMask.AUTO, library: Optional[str] = None
+        self,
+        path: PathLike,
+        *,
+        core_mask: MaskLike = CoreMask.AUTO,
+        library: Optional[str] = None,
+        cores: Optional[Sequence[MaskLike]] = None,
     ) -> None:
-        self._attach(CompiledModel(path, core_mask, library, self._accept))
+        self._attach(CompiledModel(path, core_mask, library, self._accept, cores))
 
     @classmethod
     def _over(cls, forward: Forward) -> NPUEstimator:

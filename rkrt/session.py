@@ -7,6 +7,7 @@ general-API path of rkrt.general; zero-copy IO is rkrt.binding's.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
@@ -17,6 +18,7 @@ from .arguments import PathLike
 from .binding import IOBinding
 from .context import CLOSED, ZERO_COPY, Context
 from .cores import CoreMask, MaskLike, detect_soc, validate_mask
+from .dispatch import Dispatcher
 from .errors import RKNNError, check
 from .general import CAST_MODES, GeneralRunner
 from .library import Runtime, load
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
 _NULL = ffi.NULL
 _FLAG_NO_RENICE = DEFINES["RKNN_FLAG_DISABLE_PROC_HIGH_PRIORITY"]
 _FLAG_PERF = DEFINES["RKNN_FLAG_COLLECT_PERF_MASK"]
+_FLAG_SHARE_WEIGHTS = DEFINES["RKNN_FLAG_SHARE_WEIGHT_MEM"]
+# Calls of run_async queued or running at once on one Session; more await their turn.
+_ASYNC_PENDING = 2
 
 Model = Union[PathLike, bytes, bytearray, memoryview]
 
@@ -75,9 +80,14 @@ class Session:
         collect_perf: bool = False,
         cast: Optional[str] = None,
         soc: Optional[str] = None,
+        share_weights: Optional[Session] = None,
     ) -> None:
         if cast not in CAST_MODES:
             raise ValueError(f"cast must be one of {CAST_MODES}, not {cast!r}")
+        if share_weights is not None and not isinstance(share_weights, Session):
+            raise TypeError(
+                f"share_weights must be an open rkrt.Session, not {type(share_weights).__name__}"
+            )
         soc = detect_soc(soc)
         mask = validate_mask(core_mask, soc)
         data = _read_model(model)
@@ -86,12 +96,33 @@ class Session:
         ctx_out = ffi.new("rknn_context*")
         buf = ffi.from_buffer(data)
         try:
-            check(runtime.lib.rknn_init(ctx_out, buf, len(buf), flags, _NULL), "rknn_init")
+            if share_weights is None:
+                check(runtime.lib.rknn_init(ctx_out, buf, len(buf), flags, _NULL), "rknn_init")
+            else:
+                flags |= _FLAG_SHARE_WEIGHTS
+                share_weights._init_sharing(runtime, ctx_out, buf, flags)
         except RKNNError as exc:
             if isinstance(model, (str, os.PathLike)):  # say which file was refused
                 exc.args = (f"{os.fspath(model)}: {exc.args[0]}",)
             raise
         self._attach(runtime, int(ctx_out[0]), flags, cast, soc, mask)
+        if share_weights is not None:
+            # Kept open while this one lives: the runtime computes with its weight memory.
+            self._weights_of = share_weights
+            share_weights._sharers.add(self)
+
+    def _init_sharing(self, runtime: Runtime, ctx_out: Any, buf: Any, flags: int) -> None:
+        """rknn_init of another model using this context's weights (RKNN_FLAG_SHARE_WEIGHT_MEM
+        with rknn_init_extend.ctx, as the header documents)."""
+        if runtime is not self._context.runtime:
+            raise ValueError(
+                "share_weights must be a Session of the same librknnrt: open both with the "
+                "same library="
+            )
+        extend = ffi.new("rknn_init_extend*")
+        with self._context.lock:  # the runtime reads this context while it initialises
+            extend.ctx = self._context.live_handle()
+            check(runtime.lib.rknn_init(ctx_out, buf, len(buf), flags, extend), "rknn_init")
 
     @classmethod
     def adopt(
@@ -142,6 +173,8 @@ class Session:
 
     # Until a context exists, so close() of a Session that failed to open does nothing.
     _context: Optional[Context] = None
+    _async: Optional[Dispatcher] = None
+    _weights_of: Optional[Session] = None
 
     def _attach(
         self, runtime: Runtime, handle: int, flags: int, cast: Optional[str], soc: Optional[str],
@@ -154,6 +187,8 @@ class Session:
         self._soc = soc
         self._binding: Optional[IOBinding] = None
         self._general: Optional[GeneralRunner] = None
+        self._async_lock = threading.Lock()
+        self._sharers: weakref.WeakSet[Session] = weakref.WeakSet()
         self._core_mask = CoreMask.AUTO
         try:
             ctx.describe()
@@ -301,10 +336,22 @@ class Session:
             return self._binding
 
     def close(self) -> None:
-        """Free the binding's memory and the context. Calling it again does nothing."""
+        """Free the binding's memory and the context. Calling it again does nothing.
+
+        run_async calls not started are cancelled; one running finishes first. A Session
+        whose weights others share (``share_weights=``) closes only after them.
+        """
         ctx = self._context
         if ctx is None or ctx.mode == CLOSED:
             return
+        sharers = [s for s in self._sharers if not s.closed]
+        if sharers:
+            raise RuntimeError(
+                f"{len(sharers)} open Session(s) use this one's weights (share_weights=): "
+                "close them first"
+            )
+        if self._async is not None:
+            self._async.close(cancel=True)
         with ctx.lock:
             ctx.mode = CLOSED
             # Drop the references to the caller's last arrays along with the context.
@@ -337,3 +384,21 @@ class Session:
         new arrays. Wrong dtypes raise DTypeError, wrong shapes ShapeError, before any C call.
         """
         return self._general.run(arrays, out)  # type: ignore[union-attr]
+
+    async def run_async(self, *arrays: Any) -> list[np.ndarray]:
+        """``await session.run_async(x)``: run() on a thread of this Session's own, so the
+        event loop never blocks.
+
+        Calls beyond two in flight await their turn (the context runs one at a time).
+        Cancelling the await skips the run if it has not started; a run already started
+        finishes (the context is never left mid-run) and its result, a fresh array, is
+        dropped. For several contexts use :meth:`rkrt.Pool.run_async`.
+        """
+        dispatcher = self._async
+        if dispatcher is None:
+            with self._async_lock:
+                if self._async is None:
+                    self._context.live_handle()  # ClosedError before starting anything
+                    self._async = Dispatcher(self, 1, _ASYNC_PENDING, "rkrt.Session")
+                dispatcher = self._async
+        return await dispatcher.run_async(self.run, *arrays)

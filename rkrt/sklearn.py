@@ -34,7 +34,8 @@ took: a DataFrame with strings, NaN and None, selected by column name as scikit-
 Any number of rows is run in chunks of the model's compiled batch sizes: as many
 chunks of the largest size as fit, then the remaining rows in one run at the
 smallest size that holds them, zero-padded if needed (the fewest runs; rows never
-influence each other, so results equal those of one row at a time).
+influence each other, so results equal those of one row at a time). With
+``load(path, cores=[...])`` the chunks run on one context per core at once.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ from __future__ import annotations
 from typing import Optional, Sequence, Union
 
 from .arguments import PathLike
+from .batches import plan_batches
 from .compiled import CompiledModel
 from .cores import CoreMask, MaskLike
-from .estimator import DEFAULT_BATCH_SIZES, MLPClassifier, MLPRegressor, NPUEstimator, plan_batches
+from .estimator import DEFAULT_BATCH_SIZES, MLPClassifier, MLPRegressor, NPUEstimator
 from .metadata import ModelMetadata
 
 __all__ = ["MLPClassifier", "MLPRegressor", "from_weights", "load", "plan_batches"]
@@ -55,10 +57,19 @@ def _any_task(metadata: ModelMetadata, source: str) -> None:
 
 
 def load(
-    path: PathLike, *, core_mask: MaskLike = CoreMask.AUTO, library: Optional[str] = None
+    path: PathLike,
+    *,
+    core_mask: MaskLike = CoreMask.AUTO,
+    library: Optional[str] = None,
+    cores: Optional[Sequence[MaskLike]] = None,
 ) -> Union[MLPClassifier, MLPRegressor]:
-    """The estimator the model's metadata asks for: MLPRegressor or MLPClassifier."""
-    model = CompiledModel(path, core_mask, library, _any_task)
+    """The estimator the model's metadata asks for: MLPRegressor or MLPClassifier.
+
+    ``cores`` (e.g. ``["CORE_0", "CORE_1", "CORE_2"]``) opens one context per core mask and
+    runs the chunks of large inputs on all of them at once (an rkrt.Pool); the chunks, and so
+    the results, are those of one context. ``core_mask`` is for one context instead.
+    """
+    model = CompiledModel(path, core_mask, library, _any_task, cores)
     cls = MLPRegressor if model.metadata.task == "regressor" else MLPClassifier
     return cls._over(model)  # type: ignore[return-value]
 

@@ -114,6 +114,13 @@ def rt(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRuntime]:
 
 
 @pytest.fixture
+def rk3588(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rkrt and the double both take the SoC for an RK3588 (3 NPU cores)."""
+    monkeypatch.setenv("RKRT_SOC", "rk3588")
+    monkeypatch.setenv("RKRT_FAKE_SOC", "rk3588")
+
+
+@pytest.fixture
 def private_rt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRuntime]:
     """A private copy of the double (its own live counters), reached through RKRT_LIBRARY,
     for tests that leave objects live on purpose (a memory block whose free was refused can

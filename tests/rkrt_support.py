@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from fake_rknnrt import Dense, FakeModel, build_library
@@ -51,5 +51,30 @@ def inputs_for(model: FakeModel, batch: int | None = None, seed: int = 1) -> lis
     return [rng.normal(size=(rows, w)).astype(np.float32) for _, w in model.inputs]
 
 
+def many_inputs(model: FakeModel, n: int) -> list[np.ndarray]:
+    """n different first inputs for the model (seeds 0 .. n-1)."""
+    return [inputs_for(model, seed=i)[0] for i in range(n)]
+
+
 def tolerance(dtype: str) -> dict[str, float]:
     return {"rtol": 2e-2, "atol": 2e-3} if dtype != "float32" else {"rtol": 1e-5, "atol": 1e-6}
+
+
+async def gather_ticking(awaitables: Sequence[Any]) -> tuple[list[Any], int]:
+    """asyncio.gather of ``awaitables`` and how many 1 ms turns the event loop made meanwhile
+    (none when the awaited work blocks the loop)."""
+    import asyncio
+
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        return list(await asyncio.gather(*awaitables)), ticks
+    finally:
+        tick.cancel()

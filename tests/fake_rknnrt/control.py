@@ -93,6 +93,12 @@ class FakeRuntime:
     def counters(self) -> dict[str, int]:
         return {name: self.counter(name) for name in COUNTERS}
 
+    def weight_bytes(self) -> dict[str, int]:
+        """Model weight bytes allocated since the last reset and held now (a context opened with
+        RKNN_FLAG_SHARE_WEIGHT_MEM allocates none)."""
+        return {"allocated": int(self.lib.fake_weight_bytes_allocated()),
+                "in_use": int(self.lib.fake_weight_bytes_in_use())}  # fmt: skip
+
     def max_parallel_runs(self) -> int:
         """Most rknn_run calls in flight at once since the last reset."""
         return int(self.lib.fake_max_parallel_runs())

@@ -156,8 +156,8 @@ static int publish(fake_context* c, rknn_context* out) {
 }
 
 /* size == 0 means `model` is a NUL-terminated path, as with the real runtime. */
-static fake_model* load_model(void* model, uint32_t size) {
-    if (size) return fake_model_parse(model, size);
+static fake_model* load_model(void* model, uint32_t size, fake_model* share) {
+    if (size) return fake_model_parse(model, size, share);
     FILE* f = fopen(model, "rb");
     if (!f) {
         fake_fail(RKNN_ERR_MODEL_INVALID, "cannot open model file %s", (const char*)model);
@@ -176,7 +176,7 @@ static fake_model* load_model(void* model, uint32_t size) {
     } while (got > 0);
     int failed = ferror(f) || !feof(f);
     fclose(f);
-    fake_model* m = failed ? NULL : fake_model_parse(data, len);
+    fake_model* m = failed ? NULL : fake_model_parse(data, len, share);
     if (failed) fake_fail(RKNN_ERR_MODEL_INVALID, "cannot read model file %s", (const char*)model);
     free(data);
     return m;
@@ -184,8 +184,9 @@ static fake_model* load_model(void* model, uint32_t size) {
 
 int rknn_init(rknn_context* context, void* model, uint32_t size, uint32_t flag,
               rknn_init_extend* extend) {
-    (void)extend; /* weight sharing and model fds are not emulated */
-    int fault = fake_enter_function(FN_rknn_init);
+    /* Of rknn_init_extend only .ctx is read, with RKNN_FLAG_SHARE_WEIGHT_MEM: model fds and
+     * offsets are not emulated. */
+    int fault = fake_enter_function(FN_rknn_init), err;
     if (fault) return fake_fail(fault, "injected failure of rknn_init");
     atomic_store(&fake_init_flags, flag);
     if (!context || !model) {
@@ -193,8 +194,22 @@ int rknn_init(rknn_context* context, void* model, uint32_t size, uint32_t flag,
         return fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_init: NULL %s", context ? "model" : "context");
     }
     *context = 0;
-    fake_model* m = load_model(model, size);
-    if (!m) return RKNN_ERR_MODEL_INVALID;
+    if (!(flag & RKNN_FLAG_SHARE_WEIGHT_MEM)) {
+        fake_model* m = load_model(model, size, NULL);
+        if (!m) return RKNN_ERR_MODEL_INVALID;
+        return publish(context_new(m, flag), context);
+    }
+    if (!extend) {
+        fake_count(CNT_BAD_POINTER);
+        return fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_init: RKNN_FLAG_SHARE_WEIGHT_MEM needs "
+                         "rknn_init_extend.ctx, the context whose weights to share");
+    }
+    fake_slot* s;
+    fake_context* src = fake_model_ctx_enter(extend->ctx, &s, &err);
+    if (!src) return err;
+    fake_model* m = load_model(model, size, src->model);
+    fake_ctx_leave(s);
+    if (!m) return RKNN_ERR_MODEL_INVALID; /* e.g. layers of other shapes than the source's */
     return publish(context_new(m, flag), context);
 }
 

@@ -9,6 +9,7 @@ atomic_llong fake_calls[FN_COUNT];
 atomic_llong fake_counters[CNT_COUNT];
 fake_fault fake_faults[FN_COUNT];
 atomic_llong fake_live_ctx, fake_live_mem, fake_live_out;
+atomic_llong fake_weight_bytes_total, fake_weight_bytes_live;
 atomic_uint fake_init_flags;
 atomic_uint fake_delay_us, fake_jitter_us;
 atomic_int fake_in_flight, fake_max_in_flight;
@@ -50,6 +51,7 @@ void fake_reset(void) {
     atomic_store(&fake_delay_us, 0);
     atomic_store(&fake_jitter_us, 0);
     atomic_store(&fake_max_in_flight, 0);
+    atomic_store(&fake_weight_bytes_total, 0);
     fake_reset_inputs();
     last_error[0] = 0;
 }
@@ -57,6 +59,8 @@ void fake_reset(void) {
 long long fake_live_contexts(void) { return atomic_load(&fake_live_ctx); }
 long long fake_live_mems(void) { return atomic_load(&fake_live_mem); }
 long long fake_live_outputs(void) { return atomic_load(&fake_live_out); }
+long long fake_weight_bytes_allocated(void) { return atomic_load(&fake_weight_bytes_total); }
+long long fake_weight_bytes_in_use(void) { return atomic_load(&fake_weight_bytes_live); }
 
 long long fake_call_count(const char* function) {
     int i = function_index(function);

@@ -6,14 +6,19 @@
  * Every function is thread-safe.
  */
 
-/* Zero call counts, misuse counters, injected faults, the run delay and the
- * parallel-run maximum. Live objects are never forgotten. */
+/* Zero call counts, misuse counters, injected faults, the run delay, the parallel-run
+ * maximum and the weight bytes allocated. Live objects are never forgotten. */
 void fake_reset(void);
 
 /* Live objects: contexts, rknn_tensor_mem blocks, outputs not yet released. */
 long long fake_live_contexts(void);
 long long fake_live_mems(void);
 long long fake_live_outputs(void);
+
+/* Bytes of model weights allocated since the last reset, and held now (a model opened with
+ * RKNN_FLAG_SHARE_WEIGHT_MEM allocates none: it uses its source context's). */
+long long fake_weight_bytes_allocated(void);
+long long fake_weight_bytes_in_use(void);
 
 /* Calls of one exported rknn_* function since the last reset; -1 for an unknown name. */
 long long fake_call_count(const char* function);

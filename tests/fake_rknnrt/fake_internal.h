@@ -52,6 +52,7 @@ extern atomic_llong fake_calls[FN_COUNT];
 extern atomic_llong fake_counters[CNT_COUNT];
 extern fake_fault fake_faults[FN_COUNT];
 extern atomic_llong fake_live_ctx, fake_live_mem, fake_live_out;
+extern atomic_llong fake_weight_bytes_total, fake_weight_bytes_live;
 extern atomic_uint fake_init_flags;
 extern atomic_uint fake_delay_us, fake_jitter_us;
 extern atomic_int fake_in_flight, fake_max_in_flight;
@@ -109,8 +110,10 @@ typedef struct {
     float* bias;
 } fake_layer;
 
-typedef struct {
+typedef struct fake_model {
     atomic_int refs;
+    struct fake_model* weights_of; /* whose weight arrays these are (RKNN_FLAG_SHARE_WEIGHT_MEM);
+                                      NULL: its own. Holds a reference to it. */
     rknn_tensor_type dtype;
     uint32_t n_inputs, n_outputs, n_layers, n_batches;
     uint32_t* batches;
@@ -122,8 +125,10 @@ typedef struct {
     char custom[1024];
 } fake_model;
 
-/* Parses the fake model format; NULL (with fake_fail set) when the bytes are not one. */
-fake_model* fake_model_parse(const uint8_t* data, size_t size);
+/* Parses the fake model format; NULL (with fake_fail set) when the bytes are not one.
+ * With `share`, the layers use share's weight arrays (same layer shapes and dtype required)
+ * and the weights in `data` are skipped: nothing is allocated for them. */
+fake_model* fake_model_parse(const uint8_t* data, size_t size, fake_model* share);
 void fake_model_unref(fake_model* m);
 int fake_model_has_batch(const fake_model* m, uint32_t batch);
 

@@ -6,6 +6,7 @@
 #include "fake_internal.h"
 
 static const uint8_t MAGIC[8] = {'R', 'K', 'F', 'A', 'K', 'E', 0, 1};
+static const uint8_t RKNN_PREFIX[4] = {'R', 'K', 'N', 'N'};
 #define FORMAT_VERSION 1u
 #define FORMAT_VERSION_LAYOUTS 2u /* adds a layout to every input */
 
@@ -91,10 +92,19 @@ static int names_distinct(const fake_model* m) {
     return 1;
 }
 
+/* What one layer's weight and bias arrays take (both allocated or neither counted). */
+static long long layer_weight_bytes(const fake_layer* l) {
+    return (long long)((uint64_t)l->n_in * l->n_out + l->n_out) * (long long)sizeof(float);
+}
+
 void fake_model_unref(fake_model* m) {
     if (!m || atomic_fetch_sub(&m->refs, 1) != 1) return;
-    if (m->layers)
+    if (m->weights_of)
+        fake_model_unref(m->weights_of);
+    else if (m->layers)
         for (uint32_t i = 0; i < m->n_layers; i++) {
+            if (m->layers[i].weight)
+                atomic_fetch_sub(&fake_weight_bytes_live, layer_weight_bytes(&m->layers[i]));
             free(m->layers[i].weight);
             free(m->layers[i].bias);
         }
@@ -111,8 +121,21 @@ static fake_model* invalid(fake_model* m, const char* what) {
     return NULL;
 }
 
+/* A layer of a model sharing another's weights: its shape must be the other's, and the
+ * weights in the file are skipped. */
+static int share_layer(reader* r, fake_layer* l, const fake_layer* src, uint64_t n_w) {
+    if (l->n_in != src->n_in || l->n_out != src->n_out) return 0;
+    r->p += (n_w + l->n_out) * 4;
+    r->left -= (n_w + l->n_out) * 4;
+    l->weight = src->weight;
+    l->bias = src->bias;
+    return 1;
+}
+
 static int parse_layers(reader* r, fake_model* m) {
     uint32_t width = m->in_features;
+    const fake_model* src = m->weights_of;
+    if (src && (src->n_layers != m->n_layers || src->dtype != m->dtype)) return 0;
     for (uint32_t i = 0; i < m->n_layers; i++) {
         fake_layer* l = &m->layers[i];
         if (!read_u32(r, &l->n_in) || !read_u32(r, &l->n_out) || !read_u32(r, &l->activation))
@@ -122,9 +145,23 @@ static int parse_layers(reader* r, fake_model* m) {
             return 0;
         uint64_t n_w = (uint64_t)l->n_in * l->n_out;
         if ((n_w + l->n_out) > r->left / 4) return 0;
+        if (src) {
+            if (!share_layer(r, l, &src->layers[i], n_w)) return 0;
+            m->weight_bytes += (n_w + l->n_out) * fake_type_size(m->dtype);
+            if (l->n_out > m->max_width) m->max_width = l->n_out;
+            width = l->n_out;
+            continue;
+        }
         l->weight = malloc(n_w * sizeof(float));
         l->bias = malloc(l->n_out * sizeof(float));
-        if (!l->weight || !l->bias) return 0;
+        if (!l->weight || !l->bias) {
+            free(l->weight);
+            free(l->bias);
+            l->weight = l->bias = NULL;
+            return 0;
+        }
+        atomic_fetch_add(&fake_weight_bytes_total, layer_weight_bytes(l));
+        atomic_fetch_add(&fake_weight_bytes_live, layer_weight_bytes(l));
         read_floats(r, l->weight, n_w);
         read_floats(r, l->bias, l->n_out);
         if (m->dtype == RKNN_TENSOR_FLOAT16) /* a float16 model holds float16 weights */
@@ -136,9 +173,15 @@ static int parse_layers(reader* r, fake_model* m) {
     return width == m->out_features;
 }
 
-fake_model* fake_model_parse(const uint8_t* data, size_t size) {
-    reader r = {data, size};
+fake_model* fake_model_parse(const uint8_t* data, size_t size, fake_model* share) {
     uint32_t version, dtype;
+    /* Real .rknn files begin with "RKNN", and some bindings refuse any other file before
+     * calling rknn_init: a fake model may carry those 4 bytes in front. */
+    if (data && size >= sizeof RKNN_PREFIX && memcmp(data, RKNN_PREFIX, sizeof RKNN_PREFIX) == 0) {
+        data += sizeof RKNN_PREFIX;
+        size -= sizeof RKNN_PREFIX;
+    }
+    reader r = {data, size};
     if (!data || size < sizeof MAGIC || memcmp(data, MAGIC, sizeof MAGIC) != 0) {
         fake_fail(RKNN_ERR_MODEL_INVALID, "not a fake model (magic bytes RKFAKE\\0\\1 missing)");
         return NULL;
@@ -148,6 +191,10 @@ fake_model* fake_model_parse(const uint8_t* data, size_t size) {
     fake_model* m = calloc(1, sizeof *m);
     if (!m) return invalid(m, "out of memory");
     atomic_init(&m->refs, 1);
+    if (share) { /* from here on unref gives the reference back instead of freeing weights */
+        atomic_fetch_add(&share->refs, 1);
+        m->weights_of = share;
+    }
     if (!read_u32(&r, &version) || (version != FORMAT_VERSION && version != FORMAT_VERSION_LAYOUTS))
         return invalid(m, "version");
     if (!read_u32(&r, &dtype) || (dtype != RKNN_TENSOR_FLOAT32 && dtype != RKNN_TENSOR_FLOAT16 &&

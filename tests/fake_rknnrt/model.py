@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 MAGIC = b"RKFAKE\x00\x01"
+RKNN_PREFIX = b"RKNN"
 VERSION = 1
 VERSION_LAYOUTS = 2  # every input carries a layout (see ImageLayout)
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "softmax")
@@ -192,10 +193,14 @@ class FakeModel:
         """The first allowed batch: the shape the runtime starts with."""
         return self.batch_sizes[0]
 
-    def to_bytes(self) -> bytes:
-        """Serialise in the fake runtime's format (little-endian, see README.md)."""
+    def to_bytes(self, rknn_prefix: bool = False) -> bytes:
+        """Serialise in the fake runtime's format (little-endian, see README.md).
+
+        ``rknn_prefix`` puts the 4 bytes ``RKNN`` in front, as real .rknn files begin, for
+        bindings that check them before calling rknn_init."""
         version = VERSION_LAYOUTS if any(self.input_layouts) else VERSION
-        parts = [
+        parts = [RKNN_PREFIX] if rknn_prefix else []
+        parts += [
             MAGIC,
             struct.pack(
                 "<6I",
@@ -225,9 +230,9 @@ class FakeModel:
         parts.append(struct.pack("<I", len(custom)) + custom)
         return b"".join(parts)
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, rknn_prefix: bool = False) -> Path:
         path = Path(path)
-        path.write_bytes(self.to_bytes())
+        path.write_bytes(self.to_bytes(rknn_prefix))
         return path
 
     def _native(self, x: np.ndarray, scale: float, zp: int) -> np.ndarray:

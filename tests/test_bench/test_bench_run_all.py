@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import aarch64_lane
@@ -43,7 +45,8 @@ def _assert_lane_result(result: dict, lines: set[str]) -> None:
 
 
 def test_native_lane_writes_table_json_and_chart(tmp_path: Path, capsys) -> None:
-    assert run_all.main(["--quick", "--native-only", "--results", str(tmp_path)]) == 0
+    argv = ["--quick", "--native-only", "--no-peer", "--results", str(tmp_path)]
+    assert run_all.main(argv) == 0
     printed = capsys.readouterr().out
     for label in ("raw cffi floor", "rkrt Session.run", "rkrt zero-copy (bind)"):
         assert label in printed
@@ -52,6 +55,46 @@ def test_native_lane_writes_table_json_and_chart(tmp_path: Path, capsys) -> None
     assert lane.endswith("native")
     _assert_lane_result(result, {"floor", "run", "bind"})
     assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "rkrt Pool.imap" in printed and "run_batch" in printed
+    streaming = json.loads((tmp_path / "streaming.json").read_text())
+    assert streaming["peer"] is None
+    _assert_streaming_result(streaming)
+
+
+def _assert_streaming_result(result: dict) -> None:
+    lines = result["throughput"]["lines"]
+    assert {"rkrt Pool.map", "rkrt Pool.imap", "rkrt Pool.imap_async"} <= set(lines)
+    for line in lines.values():
+        assert len(line["seconds"]) == result["settings"]["rounds"]
+        assert line["of_ideal"] > 0 and line["x_single"] > 0
+    assert result["run_batch"]["speedup"] > 0
+    memory = result["memory"]
+    assert memory["requests"] == result["settings"]["rss_requests"]
+    assert {"rkrt Pool.submit", "rkrt Pool.imap", "rkrt Pool.imap_async"} <= set(memory)
+    assert {"raw cffi floor", "rkrt Session.run"} <= set(result["overhead"])
+    assert result["checks"] and all(len(c) == 3 for c in result["checks"])
+
+
+def test_streaming_benchmark_with_the_peer_if_installed(tmp_path: Path) -> None:
+    import peer
+
+    if not (peer.TARGET / f"{peer.MODULE}-{peer.VERSION}.dist-info").is_dir():
+        pytest.skip(
+            "ztu_somemodelruntime_ez_rknn_async is not in .cache/ez_rknn_async (make bench "
+            "installs it there)"
+        )
+    # in a process of its own, as make bench runs it: it sets the runtime's environment
+    out = tmp_path / "s.json"
+    script = Path(__file__).resolve().parents[2] / "bench" / "streaming.py"
+    args = [sys.executable, str(script), "--quick", "--json", str(out)]
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    result = json.loads(out.read_text())
+    assert result["peer"] == peer.VERSION
+    _assert_streaming_result(result)
+    assert {"ez_rknn_async run_async", "ez_rknn_async run_pipeline(3)"} <= set(
+        result["throughput"]["lines"]
+    )
+    assert {"ez_rknn_async run", "ez_rknn_async io_binding"} <= set(result["overhead"])
 
 
 def _lane_or_skip() -> aarch64_lane.Lane:

@@ -332,6 +332,64 @@ def test_model_from_path_with_size_zero(raw, tmp_path):
     assert raw.lib.rknn_init(ctx, missing, 0, 0, raw.ffi.NULL) == MODEL
 
 
+SHARE_WEIGHTS = 0x20  # RKNN_FLAG_SHARE_WEIGHT_MEM
+
+
+def test_weight_sharing_allocates_no_second_copy(raw, rt):
+    rng = np.random.default_rng(9)
+    model = mlp(rng, [4, 16, 3], ("relu", "softmax"), "float16", batch_sizes=(1,))
+    # the same layers for 8 rows, and (a stand-in for a weightless model) zeros for weights
+    other = FakeModel([Dense(np.zeros_like(d.weight), np.zeros_like(d.bias), d.activation)
+                       for d in model.layers], dtype="float16", batch_sizes=(8,))  # fmt: skip
+    ffi, lib = raw.ffi, raw.lib
+    weight_bytes = (4 * 16 + 16 + 16 * 3 + 3) * 4
+    src = raw.init(model)
+    assert rt.weight_bytes() == {"allocated": weight_bytes, "in_use": weight_bytes}
+    extend = ffi.new("rknn_init_extend*")
+    extend.ctx = src
+    blob = other.to_bytes()
+    ctx = ffi.new("rknn_context*")
+    assert lib.rknn_init(ctx, ffi.from_buffer(blob), len(blob), SHARE_WEIGHTS, extend) == SUCC
+    assert rt.weight_bytes() == {"allocated": weight_bytes, "in_use": weight_bytes}
+    x = rng.standard_normal((8, 4)).astype(np.float32)
+    assert raw.set_inputs(ctx[0], x) == SUCC and lib.rknn_run(ctx[0], ffi.NULL) == SUCC
+    (y,) = raw.get_outputs(ctx[0], other)
+    np.testing.assert_allclose(y, model.reference(x)[0], rtol=2e-2, atol=2e-3)  # src's weights
+    assert lib.rknn_destroy(src) == SUCC  # the weights stay while a context uses them
+    assert rt.weight_bytes()["in_use"] == weight_bytes
+    assert raw.set_inputs(ctx[0], x) == SUCC and lib.rknn_run(ctx[0], ffi.NULL) == SUCC
+    assert lib.rknn_destroy(ctx[0]) == SUCC
+    assert rt.weight_bytes() == {"allocated": weight_bytes, "in_use": 0}
+    # without the flag: a second copy
+    a, b = raw.init(model), raw.init(other)
+    assert rt.weight_bytes() == {"allocated": 3 * weight_bytes, "in_use": 2 * weight_bytes}
+    assert lib.rknn_destroy(a) == SUCC and lib.rknn_destroy(b) == SUCC
+
+
+def test_weight_sharing_refuses_what_cannot_share(raw, rt):
+    rng = np.random.default_rng(10)
+    model = mlp(rng, [4, 16, 3], ("relu", "softmax"), "float16")
+    ffi, lib = raw.ffi, raw.lib
+    src = raw.init(model)
+    ctx = ffi.new("rknn_context*")
+    extend = ffi.new("rknn_init_extend*")
+    for other, code in (
+        (mlp(rng, [4, 8, 3], ("relu", "softmax"), "float16"), MODEL),  # other layer shapes
+        (mlp(rng, [4, 16, 3], ("relu", "softmax"), "float32"), MODEL),  # other dtype
+    ):
+        blob = other.to_bytes()
+        extend.ctx = src
+        assert lib.rknn_init(ctx, ffi.from_buffer(blob), len(blob), SHARE_WEIGHTS, extend) == code
+    blob = model.to_bytes()
+    assert lib.rknn_init(ctx, ffi.from_buffer(blob), len(blob), SHARE_WEIGHTS, ffi.NULL) == PARAM
+    assert "rknn_init_extend.ctx" in rt.last_error()
+    extend.ctx = src + 12345
+    assert lib.rknn_init(ctx, ffi.from_buffer(blob), len(blob), SHARE_WEIGHTS, extend) == CTX
+    assert lib.rknn_destroy(src) == SUCC
+    assert rt.weight_bytes()["in_use"] == 0
+    rt.reset()  # the NULL extend and the made-up handle were counted as misuse
+
+
 def test_fake_model_is_deterministic_and_validated():
     rng = np.random.default_rng(6)
     w, b = rng.standard_normal((3, 2)).astype(np.float32), np.zeros(2, np.float32)
@@ -786,6 +844,12 @@ def test_corrupt_models_are_refused_without_crashing(raw, rt):
         assert init(blob[:cut]) == MODEL, cut
     assert init(blob + b"\0") == MODEL
     assert init(b"RKNN\x00\x00\x00\x00" + bytes(200)) == MODEL  # a real .rknn starts "RKNN"
+    # "RKNN" in front of a fake model (for bindings that check it) is skipped, once
+    assert model.to_bytes(rknn_prefix=True) == b"RKNN" + blob
+    assert init(b"RKNN" + blob) == SUCC
+    assert init(b"RKNNRKNN" + blob) == MODEL
+    for cut in range(4, len(blob) + 4, 7):
+        assert init((b"RKNN" + blob)[:cut]) == MODEL, cut
     rng = np.random.default_rng(21)
     accepted = 0
     for _ in range(400):

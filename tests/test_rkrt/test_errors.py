@@ -176,6 +176,7 @@ def test_every_rkrt_exception_is_an_rkrt_error_and_keeps_its_builtin_base() -> N
         rkrt.DTypeError: TypeError,
         rkrt.ShapeError: ValueError,
         rkrt.ClosedError: ValueError,
+        rkrt.BusyError: RuntimeError,
         rkrt.RuntimeNotFoundError: OSError,
         MetadataError: ValueError,
     }

@@ -12,12 +12,6 @@ import rkrt
 from rkrt import CoreMask
 
 
-@pytest.fixture
-def rk3588(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RKRT_SOC", "rk3588")
-    monkeypatch.setenv("RKRT_FAKE_SOC", "rk3588")
-
-
 def test_default_is_one_context_per_core_of_the_soc(rt, rk3588) -> None:
     with rkrt.Pool(mlp().to_bytes()) as pool:
         assert len(pool) == 3

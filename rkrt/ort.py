@@ -1,0 +1,287 @@
+"""An onnxruntime-style facade over rkrt, for moving an onnxruntime program to the NPU.
+
+>>> import rkrt.ort as ort                      # was: import onnxruntime as ort
+>>> sess = ort.InferenceSession("model.rknn")
+>>> name = sess.get_inputs()[0].name
+>>> (y,) = sess.run(None, {name: x})
+
+What differs from onnxruntime, on purpose:
+
+* Results are float32 whatever the tensor's native type (``NodeArg.type`` names the native
+  one, e.g. ``'tensor(float16)'``): the runtime converts, as rkrt.Session does.
+* Inputs are checked as strictly as rkrt.Session checks them: a dtype the runtime cannot take
+  raises :class:`InvalidArgument` (also an :class:`rkrt.DTypeError`), a shape the model does
+  not accept :class:`InvalidArgument` (also an :class:`rkrt.ShapeError`). Nothing is cast.
+* A dimension that differs between the model's compiled shapes is reported as None.
+* Providers: ``"RknpuExecutionProvider"`` (the NPU) is what runs; ``"CPUExecutionProvider"``
+  is accepted in the list, as onnxruntime programs name it, but no CPU fallback exists.
+  Options of the NPU provider: ``core_mask`` (one context, default ``"AUTO"``) or ``cores``
+  (a list of core masks, one context each, shared by concurrent ``run`` calls), and
+  ``max_pending`` for ``run_async`` (see rkrt.Pool).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .errors import DTypeError, Error, ShapeError
+from .pool import Pool
+from .session import Model
+from .tensor import TensorSpec
+
+NPU = "RknpuExecutionProvider"
+CPU = "CPUExecutionProvider"
+_OPTIONS = ("core_mask", "cores", "max_pending")
+
+# onnx's names of numpy dtypes, as onnxruntime spells them in NodeArg.type
+_ONNX_TYPES = {
+    "float32": "float", "float16": "float16", "float64": "double", "int8": "int8",
+    "uint8": "uint8", "int16": "int16", "uint16": "uint16", "int32": "int32", "uint32": "uint32",
+    "int64": "int64", "bool": "bool",
+}  # fmt: skip
+
+
+class InvalidArgument(Error):
+    """A call got something the model cannot take (onnxruntime's INVALID_ARGUMENT)."""
+
+
+class _InvalidDType(InvalidArgument, DTypeError):
+    pass
+
+
+class _InvalidShape(InvalidArgument, ShapeError):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeArg:
+    """One input or output: ``name``, ``shape`` (None for a varying dimension), ``type``."""
+
+    name: str
+    shape: list[Optional[int]]
+    type: str
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """onnxruntime's model metadata; the .rknn custom string is under ``rknn_custom_string``."""
+
+    custom_metadata_map: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    domain: str = ""
+    graph_description: str = ""
+    graph_name: str = ""
+    producer_name: str = "rknn"
+    version: int = 0
+
+
+def get_available_providers() -> list[str]:
+    """The providers InferenceSession accepts, the NPU first."""
+    return [NPU, CPU]
+
+
+def get_device() -> str:
+    """What onnxruntime calls the device it runs on."""
+    return "NPU"
+
+
+def _onnx_type(spec: TensorSpec) -> str:
+    return f"tensor({_ONNX_TYPES.get(spec.dtype.name, spec.dtype.name)})"
+
+
+def _node_args(specs: Sequence[TensorSpec], shapes: Sequence[Sequence[tuple[int, ...]]]) -> list:
+    args = []
+    for spec, accepted in zip(specs, shapes):
+        dims: list[Optional[int]] = list(spec.shape)
+        for k, d in enumerate(dims):
+            if any(len(s) != len(dims) or s[k] != d for s in accepted):
+                dims[k] = None
+        args.append(NodeArg(spec.name, dims, _onnx_type(spec)))
+    return args
+
+
+def _npu_options(providers: Any, provider_options: Any) -> dict[str, Any]:
+    """The NPU provider's options from onnxruntime-style ``providers``/``provider_options``."""
+    names: list[str] = []
+    options: list[dict[str, Any]] = []
+    for p in providers if providers is not None else [NPU]:
+        name, opts = (p[0], dict(p[1])) if isinstance(p, tuple) else (p, {})
+        names.append(name)
+        options.append(opts)
+    if provider_options is not None:
+        if len(provider_options) != len(names):
+            raise ValueError(
+                f"provider_options has {len(provider_options)} entries for {len(names)} "
+                "providers; give one dict per provider, in the same order"
+            )
+        options = [dict(o) for o in provider_options]
+    unknown = [n for n in names if n not in (NPU, CPU)]
+    if unknown:
+        raise ValueError(
+            f"unknown providers {unknown}: rkrt.ort runs on the NPU ({NPU!r}); "
+            f"{CPU!r} is accepted in the list but never used"
+        )
+    npu: dict[str, Any] = {}
+    for name, opts in zip(names, options):
+        if name == CPU and opts:
+            raise ValueError(f"{CPU} options {opts} have no effect in rkrt.ort; remove them")
+        if name == NPU:
+            npu = opts
+    bad = [k for k in npu if k not in _OPTIONS]
+    if bad or ("core_mask" in npu and "cores" in npu):
+        raise ValueError(
+            f"{NPU} options are {_OPTIONS} ('core_mask' or 'cores', not both); got {sorted(npu)}"
+        )
+    return npu
+
+
+class InferenceSession:
+    """An opened .rknn model with onnxruntime's InferenceSession API (see the module doc)."""
+
+    def __init__(
+        self,
+        path_or_bytes: Union[Model, str, os.PathLike],
+        sess_options: Any = None,
+        providers: Optional[Sequence[Union[str, tuple[str, dict[str, Any]]]]] = None,
+        provider_options: Optional[Sequence[dict[str, Any]]] = None,
+        **kwargs: Any,
+    ) -> None:
+        if sess_options is not None or kwargs:
+            raise ValueError(
+                "rkrt.ort takes no session options: the graph was optimised when the .rknn was "
+                "built, and threads are NPU contexts (provider option 'cores'); remove "
+                f"{'sess_options' if sess_options is not None else sorted(kwargs)}"
+            )
+        npu = _npu_options(providers, provider_options)
+        cores = npu.get("cores", [npu.get("core_mask", "AUTO")])
+        self._providers = [NPU]
+        self._provider_options = {NPU: {k: str(v) for k, v in npu.items()}}
+        self._pool = Pool(path_or_bytes, cores=cores, max_pending=npu.get("max_pending"))
+        session = self._pool.sessions[0]
+        shapes = session.input_shapes
+        self._inputs = _node_args(session.inputs, list(zip(*shapes)))
+        self._outputs = _node_args(session.outputs, [[s.shape] for s in session.outputs])
+        self._out_index = {o.name: i for i, o in enumerate(self._outputs)}
+        self._in_names = [i.name for i in self._inputs]
+        custom = session.custom_string
+        self._meta = ModelMetadata({"rknn_custom_string": custom} if custom else {})
+
+    def get_inputs(self) -> list[NodeArg]:
+        """The model's inputs, in order."""
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[NodeArg]:
+        """The model's outputs, in order."""
+        return list(self._outputs)
+
+    def get_modelmeta(self) -> ModelMetadata:
+        """The model's metadata: the .rknn custom string in ``custom_metadata_map``."""
+        return self._meta
+
+    def get_providers(self) -> list[str]:
+        """The providers this session runs on."""
+        return list(self._providers)
+
+    def get_provider_options(self) -> dict[str, dict[str, str]]:
+        """Each provider's options, as strings (like onnxruntime)."""
+        return {k: dict(v) for k, v in self._provider_options.items()}
+
+    def _feed(self, input_feed: Mapping[str, Any]) -> list[Any]:
+        if not isinstance(input_feed, Mapping):
+            raise InvalidArgument(
+                f"input_feed must be a dict of input name to array, not "
+                f"{type(input_feed).__name__}; the model's inputs are {self._in_names}"
+            )
+        unknown = [k for k in input_feed if k not in self._in_names]
+        missing = [n for n in self._in_names if n not in input_feed]
+        if unknown or missing:
+            raise InvalidArgument(
+                f"input_feed names do not match the model: unknown {unknown}, missing {missing}; "
+                f"the model's inputs are {self._in_names}"
+            )
+        return [input_feed[n] for n in self._in_names]
+
+    def _select(self, output_names: Optional[Sequence[str]]) -> Optional[list[int]]:
+        if not output_names:
+            return None
+        unknown = [n for n in output_names if n not in self._out_index]
+        if unknown:
+            raise InvalidArgument(
+                f"unknown output names {unknown}; the model's outputs are {list(self._out_index)}"
+            )
+        return [self._out_index[n] for n in output_names]
+
+    def run(
+        self,
+        output_names: Optional[Sequence[str]],
+        input_feed: Mapping[str, Any],
+        run_options: Any = None,
+    ) -> list[np.ndarray]:
+        """The outputs named (all for None or []), for inputs given by name."""
+        _no_run_options(run_options)
+        picked = self._select(output_names)
+        arrays = self._feed(input_feed)
+        try:
+            results = self._pool.run(arrays)
+        except DTypeError as exc:
+            raise _InvalidDType(str(exc)) from None
+        except ShapeError as exc:
+            raise _InvalidShape(str(exc)) from None
+        return results if picked is None else [results[i] for i in picked]
+
+    def run_async(
+        self,
+        output_names: Optional[Sequence[str]],
+        input_feed: Mapping[str, Any],
+        callback: Callable[[Optional[list[np.ndarray]], Any, str], None],
+        user_data: Any = None,
+        run_options: Any = None,
+    ) -> None:
+        """Run in the background, then ``callback(outputs, user_data, error)`` on a pool thread
+        (``error`` is "" on success, else the message, with ``outputs`` None)."""
+        _no_run_options(run_options)
+        picked = self._select(output_names)
+        future = self._pool.submit(self._feed(input_feed))
+
+        def done(f: Future) -> None:
+            if f.cancelled():
+                callback(None, user_data, "cancelled: the session was closed")
+                return
+            exc = f.exception()
+            if exc is not None:
+                callback(None, user_data, str(exc))
+                return
+            results = f.result()
+            callback(results if picked is None else [results[i] for i in picked], user_data, "")
+
+        future.add_done_callback(done)
+
+    def close(self) -> None:
+        """Release the NPU contexts (onnxruntime frees them when the session is collected)."""
+        self._pool.close()
+
+    def __enter__(self) -> InferenceSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _no_run_options(run_options: Any) -> None:
+    if run_options is not None:
+        raise ValueError("rkrt.ort takes no run_options (nothing in them applies to the NPU)")
+
+
+__all__ = [
+    "InferenceSession",
+    "InvalidArgument",
+    "ModelMetadata",
+    "NodeArg",
+    "get_available_providers",
+    "get_device",
+]
