@@ -79,6 +79,10 @@ class ClosedError(ValueError):
     """A Session, IOBinding or Pool was used after close()."""
 
 
+class UnsupportedRuntimeError(RuntimeError):
+    """The loaded librknnrt (its release, or the platform) cannot do what was asked safely."""
+
+
 def check(ret: int, function: str) -> int:
     """Return ``ret`` unchanged unless it is negative, which raises RKNNError."""
     if ret < 0:
