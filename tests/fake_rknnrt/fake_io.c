@@ -8,10 +8,14 @@
 #include "fake_internal.h"
 
 int fake_check_input_type(const fake_model* m, rknn_tensor_type type, uint32_t index) {
+    /* The user guide's table of input types (1.5.2, 4.4.5.1, Table 4-1): int8 models take
+     * int8/uint8/float32, float16 models uint8/float16/float32. */
     switch (type) {
     case RKNN_TENSOR_FLOAT32:
-    case RKNN_TENSOR_FLOAT16:
     case RKNN_TENSOR_UINT8: return RKNN_SUCC;
+    case RKNN_TENSOR_FLOAT16:
+        if (m->dtype != RKNN_TENSOR_INT8) return RKNN_SUCC;
+        break;
     case RKNN_TENSOR_INT8:
         if (m->dtype == RKNN_TENSOR_INT8) return RKNN_SUCC;
         break;
