@@ -15,7 +15,9 @@ from .errors import (
     RKNNError,
     RuntimeNotFoundError,
     ShapeError,
+    UnsupportedRuntimeError,
 )
+from .library import RuntimeInfo, runtime_info
 from .pool import Pool
 from .session import Session
 from .tensor import TensorSpec
@@ -47,11 +49,14 @@ __all__ = [
     "Pool",
     "QuantParams",
     "RKNNError",
+    "RuntimeInfo",
     "RuntimeNotFoundError",
     "Session",
     "ShapeError",
     "TensorSpec",
+    "UnsupportedRuntimeError",
     "detect_soc",
     "external",
     "lowlevel",
+    "runtime_info",
 ]

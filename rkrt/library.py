@@ -205,3 +205,9 @@ def load(library: PathLike | None = None) -> Runtime:
         f"librknnrt.so, or pass library=... to rkrt.Session"
     )
     raise RuntimeNotFoundError("cannot load librknnrt; tried:\n" + "\n".join(tried) + f"\n{advice}")
+
+
+def runtime_info(library: PathLike | None = None) -> RuntimeInfo:
+    """What rkrt knows of the librknnrt it loads (``library``, else $RKRT_LIBRARY, else the
+    system places): its exported functions, and its version once a Session opened a model."""
+    return load(library).info()
