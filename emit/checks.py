@@ -37,7 +37,14 @@ def check_numerics(
     """
     if on_overflow not in ON_OVERFLOW:
         raise ValueError(f"on_overflow must be one of {ON_OVERFLOW}, got {on_overflow!r}")
-    network = lower(estimator).astype(np.float32)
+    check_network(lower(estimator), example_input, float16=float16, on_overflow=on_overflow)
+
+
+def check_network(
+    network: Network, example_input: Optional[Any], *, float16: bool, on_overflow: str = "raise"
+) -> None:
+    """`check_numerics` of an already lowered estimator."""
+    network = network.astype(np.float32)
     check_finite(network)
     if not float16:
         return
@@ -51,7 +58,7 @@ def check_numerics(
     )
     if on_overflow == "raise":
         raise Float16RangeError(message)
-    warnings.warn(message, Float16RangeWarning, stacklevel=2)
+    warnings.warn(message, Float16RangeWarning, stacklevel=3)
 
 
 def check_finite(network: Network) -> None:

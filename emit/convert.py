@@ -11,7 +11,6 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Sequence, Union
 
@@ -19,15 +18,16 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from emit._version import __version__
-from emit.checks import check_numerics
-from emit.export import describe, to_onnx
+from emit.checks import check_network
+from emit.converters import lower
+from emit.export import model_metadata, network_to_onnx
+from emit.graph import DEFAULT_OPSET
+from emit.network import Network
 from emit.placement import Placement, parse_placement
 from emit.toolkit import Toolkit, check_target_platform, toolkit_version
 from emit.verify import Accuracy, Tolerance, default_sample, enforce, measure
-from rkrt.metadata import ModelMetadata, file_sha256, write_sidecar
+from rkrt.metadata import ModelMetadata, PathLike, file_sha256, write_sidecar
 
-PathLike = Union[str, os.PathLike]
 # Verification runs at most this many rows (evenly spaced through the given ones).
 MAX_VERIFY_ROWS = 1024
 
@@ -127,8 +127,9 @@ def convert(
             f"cannot write {os.fspath(path)}: directory {directory} does not exist; create it first"
         )
 
-    description = describe(estimator)
-    n_features = int(description["n_features_in"])
+    # Lowered once: the checks, the ONNX graph, the metadata and verification share it.
+    network = lower(estimator)
+    n_features = network.n_features_in
     calibration = _rows("dataset", dataset, n_features)
     example = _rows("example_input", example_input, n_features)
     if quantize == "int8" and calibration is None:
@@ -142,21 +143,13 @@ def convert(
             "use it: pass quantize='int8', or pass the rows as example_input= to verify on them"
         )
 
-    metadata = ModelMetadata(
-        task=description["task"],
-        outputs=description["outputs"],
-        n_features_in=n_features,
-        classes=description["classes"],
-        feature_names_in=_feature_names(estimator),
+    metadata = model_metadata(
+        estimator,
+        network,
         batch_sizes=sizes_checked,
         quantization=quantize,
         target_platform=target_platform,
-        estimator=_estimator_name(estimator),
-        versions={
-            "scikit-learn": importlib_metadata.version("scikit-learn"),
-            "emit": __version__,
-            "rknn-toolkit2": toolkit_version(),
-        },
+        versions={"rknn-toolkit2": toolkit_version()},
     )
     custom_string = metadata.to_custom_string()
     timings: Dict[str, float] = {}
@@ -167,15 +160,21 @@ def convert(
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="emit-"))
         with _timed(timings, "checks"):
             progress("checking weights")
-            check_numerics(
-                estimator,
+            check_network(
+                network,
                 example if example is not None else calibration,
                 float16=quantize is None,
             )
         with _timed(timings, "onnx"):
             progress("writing ONNX")
             onnx_path = Path(tmp) / "model.onnx"
-            onnx.save(to_onnx(estimator, batch_size=max(sizes_checked)), onnx_path)
+            model = network_to_onnx(
+                network,
+                batch_size=max(sizes_checked),
+                opset=DEFAULT_OPSET,
+                name=type(estimator).__name__,
+            )
+            onnx.save(model, onnx_path)
             onnx_size = onnx_path.stat().st_size
         with Toolkit(
             target_platform, optimization_level=optimization_level, custom_string=custom_string
@@ -199,7 +198,7 @@ def convert(
                     accuracy = _verify(
                         toolkit,
                         estimator,
-                        description,
+                        network,
                         example,
                         calibration,
                         sizes_checked,
@@ -237,7 +236,7 @@ def convert(
 def _verify(
     toolkit: Toolkit,
     estimator: Any,
-    description: Any,
+    network: Network,
     example: Optional[np.ndarray],
     calibration: Optional[np.ndarray],
     batch_sizes: Sequence[int],
@@ -250,7 +249,7 @@ def _verify(
     elif calibration is not None:
         rows, sample = calibration, "calibration dataset"
     else:
-        rows, sample = default_sample(estimator, int(description["n_features_in"]))
+        rows, sample = default_sample(estimator, network.n_features_in)
     if len(rows) > MAX_VERIFY_ROWS:
         # The simulator takes ~2 ms per call; at batch 1 a large set would take minutes.
         picked = np.linspace(0, len(rows) - 1, MAX_VERIFY_ROWS).round().astype(int)
@@ -262,7 +261,7 @@ def _verify(
     accuracy = measure(
         lambda x: toolkit.infer(x)[0],
         estimator,
-        description,
+        network.spec,
         rows,
         batch_sizes=batch_sizes,
         tolerance=tolerance.resolved(quantize),
@@ -296,18 +295,6 @@ def _rows(name: str, values: Optional[Any], n_features: int) -> Optional[np.ndar
     if not np.isfinite(rows).all():
         raise ValueError(f"{name} contains NaN or infinite values (as float32); remove them")
     return rows
-
-
-def _feature_names(estimator: Any) -> Optional[tuple[str, ...]]:
-    names = getattr(estimator, "feature_names_in_", None)
-    return None if names is None else tuple(str(n) for n in names)
-
-
-def _estimator_name(estimator: Any) -> str:
-    steps = getattr(estimator, "steps", None)
-    if steps is None:
-        return type(estimator).__name__
-    return f"{type(estimator).__name__}({', '.join(type(s).__name__ for _, s in steps)})"
 
 
 def _json_object(text: str) -> Dict[str, Any]:

@@ -18,18 +18,23 @@ Output semantics (one float32 output "output" of shape (batch_size, n_outputs)):
 
 from __future__ import annotations
 
-import operator
-from typing import Any
+from importlib import metadata as importlib_metadata
+from typing import Any, Optional
 
 import numpy as np
 import onnx
 
+from emit._version import __version__
 from emit.checks import check_finite
 from emit.converters import lower
-from emit.graph import MAX_OPSET, MIN_OPSET, build_model
+from emit.graph import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, build_model
+from emit.network import Network
+from rkrt.metadata import ModelMetadata, positive_int
 
 
-def to_onnx(estimator: Any, *, batch_size: int = 1, opset: int = 13) -> onnx.ModelProto:
+def to_onnx(
+    estimator: Any, *, batch_size: int = 1, opset: int = DEFAULT_OPSET
+) -> onnx.ModelProto:
     """Convert a fitted scikit-learn estimator into an ONNX model of NPU-friendly ops.
 
     The model takes a float32 "input" of static shape (batch_size, n_features_in_)
@@ -42,16 +47,23 @@ def to_onnx(estimator: Any, *, batch_size: int = 1, opset: int = 13) -> onnx.Mod
     graph, `NotFittedError` for unfitted ones and `NonFiniteWeightsError` when a
     weight is NaN or infinite in float32.
     """
-    batch_size = _positive_int("batch_size", batch_size)
-    opset = _positive_int("opset", opset)
+    batch_size = positive_int("batch_size", batch_size)
+    opset = positive_int("opset", opset)
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(
             f"opset={opset} is not supported: rknn-toolkit2 converts opsets "
             f"{MIN_OPSET}..{MAX_OPSET}; pass one of those (13 is the default)"
         )
-    network = lower(estimator).astype(np.float32)
+    return network_to_onnx(
+        lower(estimator), batch_size=batch_size, opset=opset, name=type(estimator).__name__
+    )
+
+
+def network_to_onnx(network: Network, *, batch_size: int, opset: int, name: str) -> onnx.ModelProto:
+    """`to_onnx` of an already lowered estimator (arguments already checked)."""
+    network = network.astype(np.float32)
     check_finite(network)
-    return build_model(network, batch_size=batch_size, opset=opset, name=type(estimator).__name__)
+    return build_model(network, batch_size=batch_size, opset=opset, name=name)
 
 
 def describe(estimator: Any) -> dict[str, Any]:
@@ -62,7 +74,11 @@ def describe(estimator: Any) -> dict[str, Any]:
     "n_outputs": int, "n_features_in": int}``; ``classes`` holds plain Python
     values in output-column order (label indices for multilabel models).
     """
-    network = lower(estimator)
+    return describe_network(lower(estimator))
+
+
+def describe_network(network: Network) -> dict[str, Any]:
+    """`describe` of an already lowered estimator."""
     spec = network.spec
     return {
         "task": spec.task,
@@ -80,7 +96,11 @@ def reference_outputs(estimator: Any, X: Any) -> np.ndarray:
     ``decision_function`` (binary: ``[-d, d]``) or ``predict``, as `describe`
     says; compare the ONNX or NPU output with it to verify a conversion.
     """
-    outputs = describe(estimator)["outputs"]
+    return reference_values(estimator, lower(estimator).spec.outputs, X)
+
+
+def reference_values(estimator: Any, outputs: str, X: Any) -> np.ndarray:
+    """`reference_outputs` when the output kind (``network.spec.outputs``) is known."""
     if outputs == "probabilities":
         values = estimator.predict_proba(X)
     elif outputs == "decision":
@@ -93,13 +113,37 @@ def reference_outputs(estimator: Any, X: Any) -> np.ndarray:
     return values.reshape(len(values), -1)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {value!r}") from None
-    if number < 1:
-        raise ValueError(f"{name} must be at least 1, got {number}")
-    return number
+def model_metadata(estimator: Any, network: Network, **build: Any) -> ModelMetadata:
+    """The ModelMetadata of `estimator` (lowered to `network`): the one place emit makes one.
+
+    `build` adds what the build decided (batch_sizes, quantization, target_platform) and
+    ``versions`` of further tools, after scikit-learn's and emit's.
+    """
+    spec = network.spec
+    versions = {
+        "scikit-learn": importlib_metadata.version("scikit-learn"),
+        "emit": __version__,
+        **build.pop("versions", {}),
+    }
+    return ModelMetadata(
+        task=spec.task,
+        outputs=spec.outputs,
+        n_features_in=network.n_features_in,
+        classes=spec.classes,
+        feature_names_in=_feature_names(estimator),
+        estimator=_estimator_name(estimator),
+        versions=versions,
+        **build,
+    )
+
+
+def _feature_names(estimator: Any) -> Optional[tuple[str, ...]]:
+    names = getattr(estimator, "feature_names_in_", None)
+    return None if names is None else tuple(str(n) for n in names)
+
+
+def _estimator_name(estimator: Any) -> str:
+    steps = getattr(estimator, "steps", None)
+    if steps is None:
+        return type(estimator).__name__
+    return f"{type(estimator).__name__}({', '.join(type(s).__name__ for _, s in steps)})"

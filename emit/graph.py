@@ -18,6 +18,7 @@ from emit.network import Network, layer_name
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 MIN_OPSET, MAX_OPSET = 9, 19  # what rknn-toolkit2 2.5 converts without warnings
+DEFAULT_OPSET = 13
 
 _ACTIVATION_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
 

@@ -13,9 +13,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from rkrt.metadata import OUTPUTS as OUTPUT_KINDS
+from rkrt.metadata import TASKS
+
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "softmax")
-TASKS = ("classifier", "multilabel", "regressor")
-OUTPUT_KINDS = ("probabilities", "decision", "values")
 
 
 def layer_name(index: int) -> str:

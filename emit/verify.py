@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from emit.errors import EmitError
-from emit.export import reference_outputs
+from emit.export import reference_values
+from emit.network import OutputSpec
 
 
 class VerificationError(EmitError, ValueError):
@@ -114,16 +115,15 @@ class Accuracy:
         return data
 
 
-def labels_agree(
-    estimator: Any, description: Mapping[str, Any], x: np.ndarray, outputs: np.ndarray
-) -> float:
+def labels_agree(estimator: Any, spec: OutputSpec, x: np.ndarray, outputs: np.ndarray) -> float:
     """Fraction of rows where labels read from `outputs` equal `estimator.predict(x)`.
 
-    `description` is `emit.describe(estimator)`; a multilabel row agrees when every label does.
+    `spec` is what the outputs mean (the lowered estimator's); a multilabel row agrees when
+    every label does.
     """
     expected = np.asarray(estimator.predict(x))
-    if description["task"] == "multilabel":
-        threshold = 0.5 if description["outputs"] == "probabilities" else 0.0
+    if spec.task == "multilabel":
+        threshold = 0.5 if spec.outputs == "probabilities" else 0.0
         got = (outputs > threshold).astype(expected.dtype)
         return float(np.mean(np.all(got == expected.reshape(got.shape), axis=1)))
     got = np.asarray(estimator.classes_)[np.argmax(outputs, axis=1)]
@@ -147,7 +147,7 @@ def run_in_batches(
 def measure(
     run: Callable[[np.ndarray], np.ndarray],
     estimator: Any,
-    description: Mapping[str, Any],
+    spec: OutputSpec,
     x: np.ndarray,
     *,
     batch_sizes: Sequence[int],
@@ -163,10 +163,10 @@ def measure(
     x32 = np.ascontiguousarray(x, dtype=np.float32)
     # The estimator sees exactly the float32 values the NPU sees.
     x_ref = x32.astype(np.float64)
-    ref = reference_outputs(estimator, x_ref)
-    outputs = description["outputs"]
+    outputs = spec.outputs
+    ref = reference_values(estimator, outputs, x_ref)
     scale = 1.0 if outputs == "probabilities" else max(float(np.max(np.abs(ref))), 1e-12)
-    regressor = description["task"] == "regressor"
+    regressor = spec.task == "regressor"
     worst_abs, worst_agreement = 0.0, None if regressor else 1.0
     for batch in sorted(batch_sizes):
         got = run_in_batches(run, x32, batch).astype(np.float64)
@@ -177,7 +177,7 @@ def measure(
             )
         worst_abs = max(worst_abs, float(np.max(np.abs(got - ref))) if got.size else 0.0)
         if worst_agreement is not None:
-            agreement = labels_agree(estimator, description, x_ref, got)
+            agreement = labels_agree(estimator, spec, x_ref, got)
             worst_agreement = min(worst_agreement, agreement)
         on_batch(batch)
     return Accuracy(

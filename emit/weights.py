@@ -10,18 +10,14 @@ task, outputs, classes, feature names) and ``format``. On the board,
 from __future__ import annotations
 
 import os
-from importlib import metadata as importlib_metadata
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-from emit._version import __version__
+from emit.converters import lower
 from emit.errors import NonFiniteWeightsError, NotFittedError, UnsupportedModelError
-from emit.export import describe
-from rkrt.metadata import ModelMetadata
-from rkrt.weights_mlp import FORMAT
-
-PathLike = Union[str, "os.PathLike[str]"]
+from emit.export import model_metadata
+from rkrt.metadata import WEIGHTS_FORMAT, PathLike
 
 
 def export_weights(estimator: Any, path: PathLike) -> str:
@@ -38,19 +34,9 @@ def export_weights(estimator: Any, path: PathLike) -> str:
             f"this {type(estimator).__name__} is not fitted yet: call fit(X, y) before "
             "export_weights"
         )
-    description = describe(estimator)
-    names = getattr(estimator, "feature_names_in_", None)
-    meta = ModelMetadata(
-        task=description["task"],
-        outputs=description["outputs"],
-        n_features_in=int(description["n_features_in"]),
-        classes=description["classes"],
-        feature_names_in=None if names is None else tuple(str(n) for n in names),
-        estimator=type(estimator).__name__,
-        versions={"scikit-learn": importlib_metadata.version("scikit-learn"), "emit": __version__},
-    )
+    meta = model_metadata(estimator, lower(estimator))
     arrays: dict[str, np.ndarray] = {
-        "format": np.array(FORMAT),
+        "format": np.array(WEIGHTS_FORMAT),
         "metadata": np.array(meta.to_json()),
         "activation": np.array(estimator.activation),
         "out_activation": np.array(estimator.out_activation_),

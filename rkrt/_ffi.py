@@ -26,14 +26,18 @@ HEADER_TEXT = header_path().read_text()
 ffi = cffi.FFI()
 ffi.cdef(HEADER_TEXT)
 
-# cffi exposes #define constants only through a loaded library; rkrt needs them (error names,
-# flags) before and without one, so they are read from the same text cffi parsed.
-DEFINES: dict[str, int] = {
-    name: int(value, 0)
-    for name, value in re.findall(
-        r"^#define\s+(\w+)\s+(-?(?:0x[0-9a-fA-F]+|\d+))\s*$", HEADER_TEXT, re.MULTILINE
-    )
-}
+
+def read_defines(text: str) -> dict[str, int]:
+    """The integer ``#define NAME value`` lines (decimal or hex) of a header's text.
+
+    cffi exposes #define constants only through a loaded library; rkrt needs them (error
+    names, flags, limits) before and without one, so they are read from the text cffi parsed.
+    """
+    pattern = r"^#define\s+(\w+)\s+(-?(?:0x[0-9a-fA-F]+|\d+))\s*$"
+    return {name: int(value, 0) for name, value in re.findall(pattern, text, re.MULTILINE)}
+
+
+DEFINES = read_defines(HEADER_TEXT)
 
 
 def enum(name: str) -> dict[str, int]:

@@ -7,14 +7,13 @@ types (``rknn_tensor_mem*`` from ``rknn_create_mem`` goes straight to
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Any
 
 import cffi
 
 from ._ffi import ffi as core_ffi
-from ._ffi import header_path
+from ._ffi import header_path, read_defines
 from .errors import MissingSymbolError
 from .library import Runtime
 
@@ -24,10 +23,7 @@ ffi = cffi.FFI()
 ffi.include(core_ffi)
 ffi.cdef(HEADER_TEXT)
 
-DEFINES: dict[str, int] = {
-    name: int(value, 0)
-    for name, value in re.findall(r"^#define\s+(\w+)\s+(-?\d+)\s*$", HEADER_TEXT, re.MULTILINE)
-}
+DEFINES = read_defines(HEADER_TEXT)
 
 
 def enum(name: str) -> dict[str, int]:

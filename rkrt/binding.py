@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from . import external
-from ._ffi import DEFINES, enum, ffi
-from .errors import ClosedError, DTypeError, RKNNError, ShapeError, check
+from ._ffi import enum, ffi
+from .context import Context
+from .errors import ClosedError, DTypeError, ShapeError, check
 from .tensor import TYPE_OF_NUMPY, TensorSpec
 
-if TYPE_CHECKING:
-    from .session import Session
-
-_Q = enum("rknn_query_cmd")
 _SYNC = enum("rknn_mem_sync_mode")
 _TO_DEVICE = _SYNC["RKNN_MEMORY_SYNC_TO_DEVICE"]
 _FROM_DEVICE = _SYNC["RKNN_MEMORY_SYNC_FROM_DEVICE"]
@@ -33,7 +30,7 @@ def _same_layout(native: Any, plain: Any) -> bool:
 
 
 class IOBinding:
-    """Zero-copy IO for one Session, made by :meth:`Session.bind`.
+    """Zero-copy IO for one Session's context, made by :meth:`Session.bind`.
 
     ``inputs`` and ``outputs`` are numpy arrays over memory the runtime allocated and reads or
     writes directly: fill ``inputs[i][...]``, call :meth:`run`, read ``outputs[i]``. Nothing is
@@ -42,30 +39,29 @@ class IOBinding:
     Tensors bound to external memory (see :mod:`rkrt.external`) are views of that memory.
     """
 
-    def __init__(self, session: Session, input_dtype: Optional[np.dtype],
+    def __init__(self, context: Context, input_dtype: Optional[np.dtype],
                  output_dtype: Optional[np.dtype],
                  inputs: Optional[Mapping[external.Key, external.ExternalMemory]] = None,
                  outputs: Optional[Mapping[external.Key, external.ExternalMemory]] = None,
                  ) -> None:  # fmt: skip
-        self._session = session
-        self._lock = session._lock
-        self._context = session._context
-        runtime = session._runtime
+        self._context = ctx = context
+        self._lock = ctx.lock
+        runtime = ctx.runtime
         self._sync = runtime.symbol("rknn_mem_sync")
         self._set_io_mem = runtime.symbol("rknn_set_io_mem")
         self._run = runtime.lib.rknn_run
-        self._ext_in = external.resolve("input", inputs, session.inputs)
-        self._ext_out = external.resolve("output", outputs, session.outputs)
+        self._ext_in = external.resolve("input", inputs, ctx.inputs)
+        self._ext_out = external.resolve("output", outputs, ctx.outputs)
         self._imports: dict[Any, external.Imported] = {}  # by mem: what rkrt made for it
-        self._in_dtypes = self._resolve("input", input_dtype, session.inputs, self._ext_in)
-        self._out_dtypes = self._resolve("output", output_dtype, session.outputs, self._ext_out)
+        self._in_dtypes = self._resolve("input", input_dtype, ctx.inputs, self._ext_in)
+        self._out_dtypes = self._resolve("output", output_dtype, ctx.outputs, self._ext_out)
         self._in_mems: tuple[Any, ...] = ()
         self._out_mems: tuple[Any, ...] = ()
         self.inputs: tuple[np.ndarray, ...] = ()
         self.outputs: tuple[np.ndarray, ...] = ()
         self._closed = False
         try:
-            self._allocate(runtime.symbol("rknn_create_mem"))
+            self._allocate()
             self._bind_current()
         except BaseException:
             self._release()
@@ -95,27 +91,15 @@ class IOBinding:
 
     # ---- setup: everything below runs once per bind or shape switch, never per run ----
 
-    def _query_attrs(self, cmd: str, count: int) -> list[Any]:
-        attrs = []
-        for i in range(count):
-            attr = ffi.new("rknn_tensor_attr*")
-            attr.index = i
-            ret = self._session._runtime.lib.rknn_query(
-                self._context.handle, _Q[cmd], attr, ffi.sizeof("rknn_tensor_attr")
-            )
-            check(ret, "rknn_query")
-            attrs.append(attr)
-        return attrs
-
     def _native_attrs(self) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
         """(plain in, plain out, native in, native out) attrs at the current shape."""
-        s = self._session
-        prefix = "RKNN_QUERY_CURRENT_" if s.is_dynamic else "RKNN_QUERY_"
+        ctx = self._context
+        prefix = "RKNN_QUERY_CURRENT_" if ctx.is_dynamic else "RKNN_QUERY_"
         return (
-            self._query_attrs(prefix + "INPUT_ATTR", len(s.inputs)),
-            self._query_attrs(prefix + "OUTPUT_ATTR", len(s.outputs)),
-            self._query_attrs(prefix + "NATIVE_INPUT_ATTR", len(s.inputs)),
-            self._query_attrs(prefix + "NATIVE_OUTPUT_ATTR", len(s.outputs)),
+            ctx.query_attrs(prefix + "INPUT_ATTR", ctx.n_in),
+            ctx.query_attrs(prefix + "OUTPUT_ATTR", ctx.n_out),
+            ctx.query_attrs(prefix + "NATIVE_INPUT_ATTR", ctx.n_in),
+            ctx.query_attrs(prefix + "NATIVE_OUTPUT_ATTR", ctx.n_out),
         )
 
     @staticmethod
@@ -124,15 +108,15 @@ class IOBinding:
         elems = int(plain.n_elems) * dtype.itemsize
         return elems if exact else max(int(native.size_with_stride), elems)
 
-    def _allocate(self, create_mem: Any) -> None:
-        s = self._session
+    def _allocate(self) -> None:
+        s = self._context
         start = tuple(spec.shape for spec in s.inputs)
-        in_sizes = [0] * len(s.inputs)
-        out_sizes = [0] * len(s.outputs)
+        in_sizes = [0] * s.n_in
+        out_sizes = [0] * s.n_out
         # Buffers must hold the largest shape: visit every shape set once, then go back.
-        for shapes in s.input_shapes if s.is_dynamic else (start,):
+        for shapes in s.shape_sets if s.is_dynamic else (start,):
             if s.is_dynamic:
-                s._switch_shapes(shapes)
+                s.switch_shapes(shapes)
             pin, pout, nin, nout = self._native_attrs()
             for i, (n, p, dt) in enumerate(zip(nin, pin, self._in_dtypes)):
                 need = self._bytes_needed(n, p, dt, i in self._ext_in)
@@ -141,31 +125,25 @@ class IOBinding:
                 need = self._bytes_needed(n, p, dt, i in self._ext_out)
                 out_sizes[i] = max(out_sizes[i], need)
         if s.is_dynamic:
-            s._switch_shapes(start)
+            s.switch_shapes(start)
         # Every external region is checked before any memory is created.
         for kind, ext, specs, sizes in (("input", self._ext_in, s.inputs, in_sizes),
                                         ("output", self._ext_out, s.outputs, out_sizes)):
             for i, e in ext.items():
                 external.check_size(kind, specs[i], e, sizes[i])
-        self._in_mems = tuple(
-            self._create(create_mem, n, self._ext_in.get(i)) for i, n in enumerate(in_sizes)
-        )
+        self._in_mems = tuple(self._create(n, self._ext_in.get(i)) for i, n in enumerate(in_sizes))
         self._out_mems = tuple(
-            self._create(create_mem, n, self._ext_out.get(i)) for i, n in enumerate(out_sizes)
+            self._create(n, self._ext_out.get(i)) for i, n in enumerate(out_sizes)
         )
 
-    def _create(self, create_mem: Any, size: int,
-                ext: Optional[external.ExternalMemory] = None) -> Any:  # fmt: skip
-        if ext is not None:
-            imported = ext._import(self._session._runtime, self._context.handle)
-            mem = imported.mem
-            self._imports[mem] = imported
-        else:
-            mem = create_mem(self._context.handle, size)
-            if mem == _NULL:
-                raise RKNNError(DEFINES["RKNN_ERR_MALLOC_FAIL"], "rknn_create_mem")
-        self._context.mems.append(mem)
-        return mem
+    def _create(self, size: int, ext: Optional[external.ExternalMemory] = None) -> Any:
+        ctx = self._context
+        if ext is None:
+            return ctx.create_mem(size)
+        imported = ext._import(ctx.runtime, ctx.live_handle())
+        self._imports[imported.mem] = imported
+        ctx.mems.append(imported.mem)
+        return imported.mem
 
     def _bind_one(self, mem: Any, native: Any, plain: Any, dtype: np.dtype) -> np.ndarray:
         attr = ffi.new("rknn_tensor_attr*", native[0])
@@ -230,18 +208,18 @@ class IOBinding:
         The buffers stay; they are bound again with the runtime's current attrs, and
         ``inputs``/``outputs`` become new views of the new shapes.
         """
-        s = self._session
+        s = self._context
         wanted = tuple(tuple(int(d) for d in shape) for shape in shapes)
-        if wanted not in s.input_shapes:
+        if wanted not in s.shape_sets:
             raise ShapeError(
                 f"input shapes {wanted} are not accepted; the model accepts "
-                + ", ".join(str(x) for x in s.input_shapes)
+                + ", ".join(str(x) for x in s.shape_sets)
             )
         with self._lock:
             if self._closed:
                 raise ClosedError("this IOBinding is closed; bind the session again")
             try:
-                s._switch_shapes(wanted)
+                s.switch_shapes(wanted)
                 self._bind_current()
             except BaseException:
                 # Half switched: views of the old shape would not match what the runtime

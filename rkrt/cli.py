@@ -19,7 +19,7 @@ def _info(args: argparse.Namespace, out: TextIO) -> None:
     with Session(args.model, library=args.library) as s:
         api, drv = s.sdk_version
         print(f"model:          {args.model}", file=out)
-        print(f"runtime:        {s._runtime.path}", file=out)
+        print(f"runtime:        {s._context.runtime.path}", file=out)
         print(f"sdk version:    api {api}, driver {drv}", file=out)
         for kind, specs in (("inputs", s.inputs), ("outputs", s.outputs)):
             print(f"{kind}:", file=out)

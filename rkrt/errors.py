@@ -1,12 +1,32 @@
-"""rkrt's exceptions and the one gate that turns librknnrt return codes into them."""
+"""rkrt's exceptions and the one gate that turns librknnrt return codes into them.
+
+Importing this module does not parse the C header (rkrt.metadata, which emit imports on
+the host, raises an rkrt.Error too): the RKNN_ERR_* names are read from it on first use.
+"""
 
 from __future__ import annotations
 
-from ._ffi import DEFINES
+import functools
+from typing import Any
 
-ERROR_NAMES: dict[int, str] = {
-    value: name for name, value in DEFINES.items() if name.startswith("RKNN_ERR_")
-}
+
+@functools.cache
+def _defines() -> dict[str, int]:
+    from ._ffi import DEFINES
+
+    return DEFINES
+
+
+@functools.cache
+def _error_names() -> dict[int, str]:
+    return {value: name for name, value in _defines().items() if name.startswith("RKNN_ERR_")}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ERROR_NAMES":  # RKNN_ERR_* code -> name, from the header
+        return _error_names()
+    raise AttributeError(f"module 'rkrt.errors' has no attribute {name!r}")
+
 
 _HINTS: dict[str, str] = {
     "RKNN_ERR_FAIL": "the runtime failed internally; run with RKNN_LOG_LEVEL=4 to see its log",
@@ -35,7 +55,15 @@ _HINTS: dict[str, str] = {
 }
 
 
-class RKNNError(RuntimeError):
+class Error(Exception):
+    """Base of every rkrt exception: ``except rkrt.Error`` catches them all.
+
+    Each subclass also keeps its built-in base (RuntimeError, TypeError, ValueError,
+    OSError), so code catching those goes on working.
+    """
+
+
+class RKNNError(Error, RuntimeError):
     """A librknnrt call returned a negative code.
 
     ``code`` is the number, ``symbol`` its RKNN_ERR_* name (``"unknown"`` for codes the header
@@ -45,24 +73,24 @@ class RKNNError(RuntimeError):
     def __init__(self, code: int, function: str) -> None:
         self.code = code
         self.function = function
-        self.symbol = ERROR_NAMES.get(code, "unknown")
+        self.symbol = _error_names().get(code, "unknown")
         self.hint = _HINTS.get(self.symbol, "an error code this rkrt does not know; see the log")
         super().__init__(f"{function}() failed with {self.symbol} ({code}): {self.hint}")
 
 
-class DTypeError(TypeError):
+class DTypeError(Error, TypeError):
     """An input array has a dtype the model's input cannot take."""
 
 
-class ShapeError(ValueError):
+class ShapeError(Error, ValueError):
     """An input or output array has a shape the model does not accept."""
 
 
-class RuntimeNotFoundError(OSError):
+class RuntimeNotFoundError(Error, OSError):
     """No loadable librknnrt.so was found; the message lists every place tried."""
 
 
-class MissingSymbolError(RuntimeError):
+class MissingSymbolError(Error, RuntimeError):
     """The loaded librknnrt lacks a function (an older runtime); ``symbol`` names it."""
 
     def __init__(self, symbol: str, library: str) -> None:
@@ -75,11 +103,11 @@ class MissingSymbolError(RuntimeError):
         )
 
 
-class ClosedError(ValueError):
+class ClosedError(Error, ValueError):
     """A Session, IOBinding or Pool was used after close()."""
 
 
-class UnsupportedRuntimeError(RuntimeError):
+class UnsupportedRuntimeError(Error, RuntimeError):
     """The loaded librknnrt (its release, or the platform) cannot do what was asked safely."""
 
 
@@ -88,3 +116,14 @@ def check(ret: int, function: str) -> int:
     if ret < 0:
         raise RKNNError(ret, function)
     return ret
+
+
+def created(ptr: Any, function: str, code: str = "RKNN_ERR_PARAM_INVALID") -> Any:
+    """``ptr`` as returned by a create call, or RKNNError(``code``) when it is NULL.
+
+    The create functions return NULL without a code; the runtime's log says why, and
+    ``code`` names the likeliest cause (an allocation: RKNN_ERR_MALLOC_FAIL).
+    """
+    if not ptr:  # a NULL cdata pointer is false
+        raise RKNNError(_defines()[code], function)
+    return ptr

@@ -58,9 +58,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 import numpy as np
 
-from ._ffi import DEFINES, ffi
+from ._ffi import ffi
 from .dma_heap import DmaBuffer, dma_alloc, heaps
-from .errors import DTypeError, RKNNError, ShapeError
+from .errors import DTypeError, ShapeError, created
 from .tensor import TYPE_OF_NUMPY, TensorSpec, accepted_input_dtypes
 
 if TYPE_CHECKING:
@@ -140,17 +140,9 @@ class Imported:
                 ffi.release(thing)
 
 
-def _fail(function: str) -> RKNNError:
-    # The create functions return NULL without a code; the runtime's log says why.
-    return RKNNError(DEFINES["RKNN_ERR_PARAM_INVALID"], function)
-
-
 def _create_phys(runtime: Runtime, handle: int, phys: int, virt: Any, ext: ExternalMemory) -> Any:
     create = runtime.symbol("rknn_create_mem_from_phys")
-    mem = create(handle, phys, virt, ext.nbytes)
-    if mem == ffi.NULL:
-        raise _fail("rknn_create_mem_from_phys")
-    return mem
+    return created(create(handle, phys, virt, ext.nbytes), "rknn_create_mem_from_phys")
 
 
 def _import_fd(runtime: Runtime, handle: int, ext: ExternalMemory) -> Imported:
@@ -161,9 +153,7 @@ def _import_fd(runtime: Runtime, handle: int, ext: ExternalMemory) -> Imported:
     mapping = mmap.mmap(fd, offset + ext.nbytes, access=access)
     base = ffi.from_buffer(mapping)
     try:
-        mem = create(handle, fd, base, ext.nbytes, offset)
-        if mem == ffi.NULL:
-            raise _fail("rknn_create_mem_from_fd")
+        mem = created(create(handle, fd, base, ext.nbytes, offset), "rknn_create_mem_from_fd")
     except BaseException:
         ffi.release(base)
         mapping.close()

@@ -16,12 +16,11 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from ._ffi import HEADER_TEXT, enum, ffi, header_path
+from .arguments import PathLike
 from .errors import MissingSymbolError, RuntimeNotFoundError, UnsupportedRuntimeError
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 ENV_VAR = "RKRT_LIBRARY"
 LIBRARY_NAME = "librknnrt.so"

@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ._ffi import DEFINES, enum, ffi
+from .arguments import PathLike
 from .errors import check
-from .library import PathLike
 from .library import load as _load_runtime
 
 __all__ = ["DEFINES", "check", "enum", "ffi", "load"]

@@ -38,9 +38,10 @@ import numpy as np
 
 from ._ffi import DEFINES as CORE_DEFINES
 from ._matmul_ffi import DEFINES, MatmulRuntime, enum, ffi, matmul_runtime
+from .arguments import PathLike, positive_int
 from .cores import CoreMask, MaskLike, detect_soc, validate_mask
-from .errors import ClosedError, DTypeError, RKNNError, ShapeError, check
-from .library import MATMUL_MINIMUM, PathLike, Runtime, load
+from .errors import ClosedError, DTypeError, ShapeError, check, created
+from .library import MATMUL_MINIMUM, Runtime, load
 from .tensor import TYPES
 
 MAX_K = DEFINES["RKNN_MATMUL_MAX_K"]
@@ -95,21 +96,9 @@ def split_k(k: int) -> list[tuple[int, int]]:
     return [(start, min(k, start + step)) for start in range(0, k, step)]
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a positive int, not {value!r}")
-    try:
-        n = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a positive int, not {value!r}") from None
-    if n <= 0:
-        raise ValueError(f"{name} must be > 0, got {n}")
-    return n
-
-
 def _batch_sizes(m: Union[int, Sequence[int]]) -> tuple[int, ...]:
     values = [m] if not isinstance(m, (list, tuple, range)) else list(m)
-    sizes = tuple(sorted({_positive_int("M", v) for v in values}))
+    sizes = tuple(sorted({positive_int("M", v) for v in values}))
     if not sizes:
         raise ValueError("M must be a positive int or a non-empty sequence of them")
     if len(sizes) > _MAX_SHAPES:
@@ -290,9 +279,8 @@ class _Resources:
         self.mems: list[tuple[int, Any]] = []
 
     def create_mem(self, handle: int, size: int) -> Any:
-        mem = self.mm.core.symbol("rknn_create_mem")(handle, size)
-        if mem == _NULL:
-            raise RKNNError(CORE_DEFINES["RKNN_ERR_MALLOC_FAIL"], "rknn_create_mem")
+        create = self.mm.core.symbol("rknn_create_mem")
+        mem = created(create(handle, size), "rknn_create_mem", "RKNN_ERR_MALLOC_FAIL")
         self.mems.append((handle, mem))
         return mem
 
@@ -459,8 +447,8 @@ class MatMul:
     ) -> None:
         self._closed = True  # until everything exists, so close()/__del__ are no-ops
         self._sizes = _batch_sizes(M)
-        self._k = _positive_int("K", K)
-        self._n = _positive_int("N", N)
+        self._k = positive_int("K", K)
+        self._n = positive_int("N", N)
         self._dtype, self._kind = _kind_of(dtype, out_dtype, quant, self._k)
         self._quant = quant
         self._core_mask = validate_mask(core_mask, detect_soc(soc))

@@ -40,7 +40,13 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+# PathLike and positive_int are re-exported: this module is all that emit takes from rkrt.
+from .arguments import PathLike, positive_int  # noqa: F401
+from .errors import Error
+
 FORMAT = "rkrt-model"
+# The .npz of an MLP's weights (emit.export_weights -> rkrt.weights_mlp).
+WEIGHTS_FORMAT = "rkrt-mlp-weights/1"
 SCHEMA_VERSION = 1
 SIDECAR_SUFFIX = ".json"
 CUSTOM_STRING_MAX_BYTES = 1023  # rknn_custom_string is char[1024], NUL included
@@ -74,7 +80,7 @@ Label = Union[bool, int, float, str]
 _SEQUENCES = (list, tuple, np.ndarray)
 
 
-class MetadataError(ValueError):
+class MetadataError(Error, ValueError):
     """A sidecar or custom string is missing, malformed or does not match its model."""
 
 
@@ -185,12 +191,12 @@ class ModelMetadata:
 
 
 # --- files -------------------------------------------------------------------------
-def sidecar_path(model_path: Union[str, os.PathLike]) -> str:
+def sidecar_path(model_path: PathLike) -> str:
     """Where a model's sidecar lives: the model's path plus ``.json`` (as scirknn)."""
     return os.fspath(model_path) + SIDECAR_SUFFIX
 
 
-def file_sha256(path: Union[str, os.PathLike]) -> str:
+def file_sha256(path: PathLike) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -199,7 +205,7 @@ def file_sha256(path: Union[str, os.PathLike]) -> str:
     return digest.hexdigest()
 
 
-def write_sidecar(model_path: Union[str, os.PathLike], metadata: ModelMetadata) -> str:
+def write_sidecar(model_path: PathLike, metadata: ModelMetadata) -> str:
     """Write `metadata` (with the sha256 of the model file filled in) next to the model.
 
     Returns the sidecar's path.
@@ -211,7 +217,7 @@ def write_sidecar(model_path: Union[str, os.PathLike], metadata: ModelMetadata) 
     return path
 
 
-def read_sidecar(model_path: Union[str, os.PathLike]) -> ModelMetadata:
+def read_sidecar(model_path: PathLike) -> ModelMetadata:
     """Read and check a model's sidecar.
 
     Raises FileNotFoundError when there is none, and MetadataError when it is

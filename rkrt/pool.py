@@ -9,9 +9,9 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from .arguments import PathLike
 from .cores import SOC_CORES, CoreMask, MaskLike, detect_soc, validate_mask
 from .errors import ClosedError
-from .library import PathLike
 from .session import Model, Session
 
 

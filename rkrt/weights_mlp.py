@@ -6,26 +6,25 @@
 
 Each layer is one :class:`rkrt.MatMul` (float16 A and B, float32 accumulation, as the NPU
 computes a float16 .rknn model); bias and activation run in numpy on float32.
-``predict``/``predict_proba`` and input validation are those of :mod:`rkrt.sklearn` (same
-labels, same dtype handling, same errors), so the two paths differ by one line.
+``predict``/``predict_proba``, input validation and batching are those of :mod:`rkrt.sklearn`
+(rkrt.estimator over this module's MatMulMLP forward pass: same labels, same dtype handling,
+same errors), so the two paths differ by one line.
 The .npz is read with ``allow_pickle=False``: it holds only arrays and JSON text.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from .arguments import PathLike
 from .cores import CoreMask, MaskLike
+from .estimator import DEFAULT_BATCH_SIZES, MLPClassifier, MLPRegressor, NPUEstimator
 from .matmul import MatMul
+from .metadata import WEIGHTS_FORMAT as FORMAT
 from .metadata import ModelMetadata
-from .sklearn import MLPClassifier, MLPRegressor, _validate, plan_batches
-
-PathLike = Union[str, "os.PathLike[str]"]
-FORMAT = "rkrt-mlp-weights/1"
-DEFAULT_BATCH_SIZES = (1, 32)
 
 
 def _logistic(z: np.ndarray) -> np.ndarray:
@@ -84,38 +83,28 @@ class WeightsFile:
         self.n_outputs = width
 
 
-class _FromWeights:
-    """What differs from the .rknn path: opening from weights and the forward pass."""
-
-    _TASKS: tuple[str, ...] = ()
+class MatMulMLP:
+    """The forward pass of an MLP from its weights: one MatMul per layer, the rest in numpy."""
 
     def __init__(
         self,
-        path: PathLike,
-        *,
-        batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-        core_mask: MaskLike = CoreMask.AUTO,
-        library: Optional[PathLike] = None,
+        weights: WeightsFile,
+        batch_sizes: Sequence[int],
+        core_mask: MaskLike,
+        library: Optional[PathLike],
     ) -> None:
-        self._layers: list[MatMul] = []
-        weights = path if isinstance(path, WeightsFile) else WeightsFile(path)
-        meta = weights.metadata
-        if meta.task not in self._TASKS:
-            raise ValueError(
-                f"{weights.path} holds a {meta.task} ({meta.estimator}), not something "
-                f"{type(self).__name__} can run; open it with from_weights(), which picks the "
-                "right class"
-            )
-        self._path = weights.path
-        self._metadata = meta
-        self._batch_sizes = tuple(sorted({int(b) for b in batch_sizes}, reverse=True))
+        self.source = weights.path
+        self.label = f".from_weights({weights.path!r})"
+        self.metadata = weights.metadata
+        self.batch_sizes = tuple(sorted({int(b) for b in batch_sizes}, reverse=True))
+        self.width = weights.n_outputs
         self._hidden = ACTIVATIONS[weights.activation]
         self._output = ACTIVATIONS[weights.out_activation]
-        self._width = weights.n_outputs
         self._intercepts = weights.intercepts
+        self._layers: list[MatMul] = []
         try:
             for w in weights.coefs:
-                mm = MatMul(self._batch_sizes, w.shape[0], w.shape[1], dtype="float16",
+                mm = MatMul(self.batch_sizes, w.shape[0], w.shape[1], dtype="float16",
                             core_mask=core_mask, library=library)  # fmt: skip
                 self._layers.append(mm)
                 mm.set_b(w)
@@ -123,46 +112,51 @@ class _FromWeights:
             self.close()
             raise
 
-    @property
-    def batch_sizes(self) -> tuple[int, ...]:
-        """The row counts each NPU call takes, largest first."""
-        return self._batch_sizes
+    def run(self, chunk: np.ndarray, out: Optional[np.ndarray]) -> np.ndarray:
+        """The network's output on one batch of rows, into ``out`` when given."""
+        h = chunk
+        last = len(self._layers) - 1
+        for i, (mm, b) in enumerate(zip(self._layers, self._intercepts)):
+            z = mm.run(h)
+            z += b
+            h = (self._output if i == last else self._hidden)(z)
+        if out is None:
+            return h
+        out[...] = h
+        return out
 
     def close(self) -> None:
         """Release every layer's NPU context; idempotent."""
         for mm in self._layers:
             mm.close()
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}.from_weights({self._path!r})"
 
-    def _forward(self, X: Any) -> np.ndarray:
-        x = _validate(X, self._metadata, type(self).__name__)
-        out = np.empty((x.shape[0], self._width), np.float32)
-        last = len(self._layers) - 1
-        for start, size in plan_batches(x.shape[0], self._batch_sizes):
-            rows = min(size, x.shape[0] - start)
-            h = x[start : start + rows]
-            if rows != size:
-                h = np.concatenate([h, np.zeros((size - rows, h.shape[1]), np.float32)])
-            for i, (mm, b) in enumerate(zip(self._layers, self._intercepts)):
-                z = mm.run(h)
-                z += b
-                h = (self._output if i == last else self._hidden)(z)
-            out[start : start + rows] = h[:rows]
-        return out
+def _open_weights(
+    self: NPUEstimator,
+    path: Union[PathLike, WeightsFile],
+    *,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    core_mask: MaskLike = CoreMask.AUTO,
+    library: Optional[PathLike] = None,
+) -> None:
+    """Open the weights file ``path`` (the ``__init__`` of both classes below)."""
+    weights = path if isinstance(path, WeightsFile) else WeightsFile(path)
+    # Refused before any NPU context exists.
+    self._accept(weights.metadata, weights.path,
+                 "open it with from_weights(), which picks the right class")  # fmt: skip
+    self._attach(MatMulMLP(weights, batch_sizes, core_mask, library))
 
 
-class WeightsMLPClassifier(_FromWeights, MLPClassifier):
+class WeightsMLPClassifier(MLPClassifier):
     """An MLPClassifier run from its weights file; the API of rkrt.sklearn.MLPClassifier."""
 
-    _TASKS = MLPClassifier._TASKS
+    __init__ = _open_weights
 
 
-class WeightsMLPRegressor(_FromWeights, MLPRegressor):
+class WeightsMLPRegressor(MLPRegressor):
     """An MLPRegressor run from its weights file; the API of rkrt.sklearn.MLPRegressor."""
 
-    _TASKS = MLPRegressor._TASKS
+    __init__ = _open_weights
 
 
 def from_weights(

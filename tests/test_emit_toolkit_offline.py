@@ -15,7 +15,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import emit
+from emit.converters import lower
 from emit.placement import parse_placement
 from emit.toolkit import capture_output, relevant_lines, write_calibration_dataset
 from emit.verify import (
@@ -148,7 +148,7 @@ def iris_logistic():
 
 def test_measure_reports_the_error_it_is_fed(iris_logistic):
     model, X = iris_logistic
-    description = emit.describe(model)
+    spec = lower(model).spec
     x32 = X.astype(np.float32)
     exact = {tuple(r): p for r, p in zip(x32, model.predict_proba(x32))}
 
@@ -159,7 +159,7 @@ def test_measure_reports_the_error_it_is_fed(iris_logistic):
 
     tolerance = Tolerance().resolved(None)
     acc = measure(
-        simulator, model, description, X, batch_sizes=(1, 8), tolerance=tolerance, sample="test"
+        simulator, model, spec, X, batch_sizes=(1, 8), tolerance=tolerance, sample="test"
     )
     assert acc.max_abs_error == pytest.approx(0.003, abs=1e-6)
     assert acc.max_error == acc.max_abs_error  # probabilities are compared as they are
@@ -174,7 +174,7 @@ def test_measure_counts_label_disagreements(iris_logistic):
     acc = measure(
         lambda x: np.stack([lookup[tuple(r)] for r in x]),
         model,
-        emit.describe(model),
+        lower(model).spec,
         X,
         batch_sizes=(1,),
         tolerance=Tolerance().resolved("int8"),
@@ -199,7 +199,7 @@ def test_regression_error_is_relative_to_the_output_scale():
     acc = measure(
         lambda x: np.array([[reference[tuple(r)] + 1.0] for r in x]),
         model,
-        emit.describe(model),
+        lower(model).spec,
         X,
         batch_sizes=(4,),
         tolerance=Tolerance().resolved(None),

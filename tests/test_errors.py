@@ -168,3 +168,33 @@ def test_import_rkrt_loads_no_library() -> None:
 
 def test_flags_are_the_headers() -> None:
     assert DEFINES["RKNN_FLAG_DISABLE_PROC_HIGH_PRIORITY"] == 0x2000
+
+
+def test_every_rkrt_exception_is_an_rkrt_error_and_keeps_its_builtin_base() -> None:
+    from rkrt.metadata import MetadataError
+
+    builtin = {
+        rkrt.RKNNError: RuntimeError,
+        rkrt.MissingSymbolError: RuntimeError,
+        rkrt.DTypeError: TypeError,
+        rkrt.ShapeError: ValueError,
+        rkrt.ClosedError: ValueError,
+        rkrt.RuntimeNotFoundError: OSError,
+        rkrt.UnsupportedRuntimeError: RuntimeError,
+        MetadataError: ValueError,
+    }
+    for cls, base in builtin.items():
+        assert issubclass(cls, rkrt.Error) and issubclass(cls, base), cls
+    defined = {
+        obj
+        for module in (rkrt.errors, rkrt.metadata)
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, Exception)
+        and obj.__module__ == module.__name__
+    }
+    assert defined == set(builtin) | {rkrt.Error}
+    with pytest.raises(rkrt.Error, match="RKNN_ERR_MALLOC_FAIL"):
+        rkrt.errors.created(ffi.NULL, "rknn_create_mem", "RKNN_ERR_MALLOC_FAIL")
+    pointer = ffi.new("int*")
+    assert rkrt.errors.created(pointer, "rknn_create_mem") is pointer

@@ -347,7 +347,7 @@ def test_failed_adopt_destroys_nothing(rt) -> None:
 
 def test_lowlevel_is_the_sessions_library(rt) -> None:
     with rkrt.Session(mlp().to_bytes()) as s:
-        assert lowlevel.load() is s._runtime.lib
+        assert lowlevel.load() is s._context.runtime.lib
         assert lowlevel.ffi is ffi
         assert lowlevel.DEFINES["RKNN_SUCC"] == 0
 

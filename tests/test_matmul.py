@@ -193,9 +193,9 @@ def test_close_is_idempotent_and_use_after_close_raises(rt) -> None:  # noqa: F8
 @pytest.mark.parametrize(
     "args,kwargs,error,match",
     [
-        ((0, 4, 4), {}, ValueError, "M must be > 0"),
-        ((2, -1, 4), {}, ValueError, "K must be > 0"),
-        ((2, 4, 2.5), {}, TypeError, "N must be a positive int"),
+        ((0, 4, 4), {}, ValueError, "M must be at least 1"),
+        ((2, -1, 4), {}, ValueError, "K must be at least 1"),
+        ((2, 4, 2.5), {}, TypeError, "N must be an int"),
         (([], 4, 4), {}, ValueError, "non-empty"),
         ((list(range(1, 600)), 4, 4), {}, ValueError, "at most 512"),
         ((2, 4, 4), {"dtype": "float32"}, rkrt.DTypeError, "float16"),

@@ -44,6 +44,8 @@ def test_multiclass_classifier_matches_sklearn(rt, tmp_path: Path, activation: s
     path = export_weights(clf, tmp_path / "iris.npz")
     with from_weights(path, batch_sizes=(1, 16)) as npu:
         assert isinstance(npu, WeightsMLPClassifier)
+        assert repr(npu) == f"WeightsMLPClassifier.from_weights({path!r})"
+        assert npu.batch_sizes == (16, 1)
         np.testing.assert_array_equal(npu.classes_, clf.classes_)
         proba = npu.predict_proba(X)
         ref = clf.predict_proba(X)

@@ -84,7 +84,7 @@ def test_switch_failure_is_an_rknn_error(rt) -> None:
 def test_a_runtime_without_set_input_shapes_names_the_symbol(rt, monkeypatch) -> None:
     model = mlp(batch_sizes=(1, 8))
     with rkrt.Session(model.to_bytes()) as s:
-        runtime = s._runtime
+        runtime = s._context.runtime
         real = runtime.symbol
 
         def old_runtime(name: str):
