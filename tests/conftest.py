@@ -6,7 +6,9 @@ import importlib.util
 import os
 from pathlib import Path
 
+import crash_isolation
 import pytest
+from crash_isolation import _planted_segfault  # noqa: F401  (an autouse fixture)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +47,7 @@ def _on_board() -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     has_toolkit = _toolkit_available()
     on_board = _on_board()
+    crash_isolation.mark(config, items)
     for item in items:
         if "toolkit" in item.keywords and not has_toolkit:
             if IN_CI:
@@ -61,6 +64,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     "(set RKRT_BOARD_LIBRARY and run `pytest -m board` there)"
                 )
             )
+
+
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    return crash_isolation.run_isolated(item)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .build import build_library
 from .control import COUNTERS, FakeRuntime
-from .model import ACTIVATIONS, MAGIC, Dense, FakeModel
+from .model import ACTIVATIONS, MAGIC, Dense, FakeModel, ImageLayout
 
-__all__ = ["ACTIVATIONS", "COUNTERS", "MAGIC", "Dense", "FakeModel", "FakeRuntime", "build_library"]
+__all__ = ["ACTIVATIONS", "COUNTERS", "MAGIC", "Dense", "FakeModel", "FakeRuntime", "ImageLayout",
+           "build_library"]

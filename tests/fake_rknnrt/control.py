@@ -8,7 +8,10 @@ from pathlib import Path
 import cffi
 
 HEADER = Path(__file__).resolve().parent / "fake_control.h"
-COUNTERS = ("size_mismatch", "mixed_api", "concurrent", "bad_pointer", "matmul_unsafe", "unsafe")
+COUNTERS = ("size_mismatch", "mixed_api", "concurrent", "bad_pointer", "matmul_unsafe",
+            "sync_direction", "sync_order", "unsafe")
+INPUT_FIELDS = ("type", "size", "buf", "pass_through", "fmt")
+MEM_FIELDS = ("last_sync", "syncs_to_device", "syncs_from_device", "unread_output")
 
 
 @functools.cache
@@ -90,6 +93,24 @@ class FakeRuntime:
     def max_parallel_runs(self) -> int:
         """Most rknn_run calls in flight at once since the last reset."""
         return int(self.lib.fake_max_parallel_runs())
+
+    def runs_in_flight(self) -> int:
+        """rknn_run calls in flight now; each has already read the run delay it sleeps."""
+        return int(self.lib.fake_runs_in_flight())
+
+    def last_input(self, index: int) -> dict[str, int]:
+        """What the last rknn_inputs_set received for input `index`: type, size, buf (the
+        pointer as an int), pass_through, fmt; all -1 before any call since the last reset."""
+        return {f: int(self.lib.fake_last_input(index, f.encode())) for f in INPUT_FIELDS}
+
+    def mem_info(self, address: int) -> dict[str, int]:
+        """Cache maintenance of the live rknn_tensor_mem at `address` (the struct's address as
+        an int): last_sync (mode, 0 none), syncs_to_device, syncs_from_device, unread_output."""
+        mem = self.ffi.cast("void*", address)
+        info = {f: int(self.lib.fake_mem_info(mem, f.encode())) for f in MEM_FIELDS}
+        if info["last_sync"] < 0:
+            raise ValueError(f"{address:#x} is not a live rknn_tensor_mem of this runtime")
+        return info
 
     def last_init_flags(self) -> int:
         return int(self.lib.fake_last_init_flags())

@@ -83,6 +83,7 @@ static void context_free(fake_context* c) {
     free(c->scratch_a);
     free(c->scratch_b);
     free(c->acc);
+    free(c->gather);
     /* Unreleased outputs stay allocated and counted live: the leak must stay visible. */
     free(c->out_allocs);
     fake_model_unref(c->model);
@@ -110,8 +111,9 @@ static fake_context* context_new(fake_model* m, uint32_t flags) {
     c->scratch_a = malloc(rows * m->max_width * sizeof(float));
     c->scratch_b = malloc(rows * m->max_width * sizeof(float));
     c->acc = malloc(m->max_width * sizeof(double));
+    c->gather = malloc(rows * m->in_features * sizeof(float));
     int ok = c->in_native && c->out_native && c->in_set && c->in_bind && c->out_bind && c->x &&
-             c->y && c->scratch_a && c->scratch_b && c->acc;
+             c->y && c->scratch_a && c->scratch_b && c->acc && c->gather;
     for (uint32_t i = 0; ok && i < m->n_inputs; i++)
         ok = (c->in_native[i] = calloc(rows * m->inputs[i].width, esize)) != NULL;
     for (uint32_t i = 0; ok && i < m->n_outputs; i++)

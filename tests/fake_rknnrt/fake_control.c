@@ -19,7 +19,8 @@ static const char* const FUNCTION_NAMES[FN_COUNT] = {FAKE_FUNCTIONS(FAKE_FN_NAME
 #undef FAKE_FN_NAME
 
 static const char* const COUNTER_NAMES[CNT_COUNT] = {"size_mismatch", "mixed_api", "concurrent",
-                                                     "bad_pointer", "matmul_unsafe"};
+                                                     "bad_pointer", "matmul_unsafe",
+                                                     "sync_direction", "sync_order"};
 
 static _Thread_local char last_error[512];
 
@@ -51,6 +52,7 @@ void fake_reset(void) {
     atomic_store(&fake_jitter_us, 0);
     atomic_store(&fake_max_in_flight, 0);
     atomic_store(&fake_non_dmabuf_ok, 0);
+    fake_reset_inputs();
     last_error[0] = 0;
 }
 
@@ -102,6 +104,8 @@ long long fake_counter(const char* name) {
 }
 
 int fake_max_parallel_runs(void) { return atomic_load(&fake_max_in_flight); }
+
+int fake_runs_in_flight(void) { return atomic_load(&fake_in_flight); }
 
 uint32_t fake_last_init_flags(void) { return atomic_load(&fake_init_flags); }
 

@@ -31,11 +31,26 @@ int fake_inject(const char* function, int nth, int code);
 void fake_set_run_delay(uint32_t us, uint32_t jitter_us);
 
 /* Misuse counters: "size_mismatch", "mixed_api", "concurrent", "bad_pointer",
- * "matmul_unsafe", "unsafe" (their sum); -1 for an unknown name. */
+ * "matmul_unsafe", "sync_direction", "sync_order", "unsafe" (their sum); -1 for an unknown
+ * name. */
 long long fake_counter(const char* name);
 
 /* Most rknn_run calls in flight at the same time since the last reset. */
 int fake_max_parallel_runs(void);
+
+/* rknn_run calls in flight now (each has read the run delay it sleeps). */
+int fake_runs_in_flight(void);
+
+/* What the last rknn_inputs_set received for input `index`: field "type", "size", "buf"
+ * (the pointer), "pass_through" or "fmt"; -1 before any call (since the last reset) or for
+ * an unknown field. */
+long long fake_last_input(uint32_t index, const char* field);
+
+/* Cache maintenance of a live rknn_tensor_mem: field "last_sync" (the last rknn_mem_sync
+ * mode, 0 for none), "syncs_to_device", "syncs_from_device" (counts, BIDIRECTIONAL in
+ * both), "unread_output" (1 if a run wrote it since its last FROM_DEVICE sync); -1 for a
+ * mem that is not live or an unknown field. */
+long long fake_mem_info(const void* mem, const char* field);
 
 /* Flags passed to the last rknn_init. */
 uint32_t fake_last_init_flags(void);

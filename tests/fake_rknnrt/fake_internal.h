@@ -43,6 +43,8 @@ enum fake_counter_id {
     CNT_CONCURRENT,
     CNT_BAD_POINTER,
     CNT_MATMUL_UNSAFE, /* counted by fake_matmul.c */
+    CNT_SYNC_DIRECTION, /* rknn_mem_sync: TO_DEVICE on a bound output, FROM_DEVICE on an input */
+    CNT_SYNC_ORDER,     /* an input not synced TO_DEVICE before a run; an output synced early */
     CNT_COUNT
 };
 
@@ -85,7 +87,27 @@ typedef struct {
     uint32_t offset; /* first column in the concatenated input / last-layer output */
     float scale;
     int32_t zp;
+    /* An image-like input (format version 2): n_dims 4, width = c * h * w. The plain attrs
+     * describe it in `fmt` (NCHW or NHWC); the native ones in `native_fmt` (NCHW, NHWC or
+     * NC1HWC2 with channel blocks of c2) with rows of w_stride >= w pixels. */
+    uint32_t n_dims;
+    uint32_t c, h, w, fmt, native_fmt, w_stride, c2;
 } fake_tensor;
+
+/* How a 4-D tensor lies in a buffer, per batch row (fake_layout.c). */
+typedef struct {
+    uint32_t fmt, c, h, w, w_stride, c2;
+} fake_layout;
+
+/* The plain (logical, packed) and native layouts of a 4-D tensor. */
+fake_layout fake_plain_layout(const fake_tensor* t);
+fake_layout fake_native_layout(const fake_tensor* t);
+/* Elements one batch row takes in a buffer of layout l (padding included). */
+size_t fake_layout_elems(const fake_layout* l);
+/* Copies `batch` rows of esize-byte elements from src (laid out as l) into dst, packed in
+ * the tensor's plain order; a 2-D tensor is copied as is. */
+void fake_gather(const fake_tensor* t, const fake_layout* l, size_t esize, uint32_t batch,
+                 const uint8_t* src, uint8_t* dst);
 
 typedef struct {
     uint32_t n_in, n_out, activation;
@@ -139,6 +161,7 @@ typedef struct {
     fake_mem* mem;   /* NULL: not bound */
     uint32_t serial; /* mem->serial when bound: a destroyed mem no longer matches */
     rknn_tensor_type type;
+    fake_layout layout; /* 4-D inputs: the layout the attr given to rknn_set_io_mem asked for */
 } fake_binding;
 
 enum fake_api_mode { MODE_NONE, MODE_GENERAL, MODE_ZERO_COPY };
@@ -155,6 +178,7 @@ typedef struct {
     fake_binding* in_bind;
     fake_binding* out_bind;
     float *x, *y, *scratch_a, *scratch_b;
+    uint8_t* gather; /* one input in plain order: max_batch * in_features * 4 bytes */
     double* acc;
     void** out_allocs; /* buffers handed out by rknn_outputs_get, not yet released */
     uint32_t n_allocs, cap_allocs;
@@ -187,6 +211,8 @@ int fake_ctx_close(rknn_context handle);
 
 /* 0, or the error rknn_inputs_set gives for an input of this type (fake_io.c). */
 int fake_check_input_type(const fake_model* m, rknn_tensor_type type, uint32_t index);
+/* Forgets what rknn_inputs_set last received (fake_reset). */
+void fake_reset_inputs(void);
 /* Counts a general/zero-copy mix on one context and returns the error. */
 int fake_mixed(const char* what);
 
@@ -203,6 +229,13 @@ struct fake_mem {
     size_t map_len;
     fake_mem* next_all;
     fake_mem* next_free;
+    /* Cache maintenance as a board needs it (changed only inside its context):
+     * the last rknn_mem_sync mode (0: none), syncs per direction, whether the CPU's writes
+     * were flushed since a run last read the mem, whether a run wrote it since the CPU
+     * last invalidated its cache. */
+    int last_sync;
+    long long syncs_to_device, syncs_from_device;
+    int flushed, written;
 };
 
 /* The live mem record behind a caller's pointer owned by ctx, or NULL with *err set. */

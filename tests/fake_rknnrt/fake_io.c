@@ -43,6 +43,54 @@ static int bad_pointer(const char* what) {
     return fake_fail(RKNN_ERR_PARAM_INVALID, "%s", what);
 }
 
+/* What the last rknn_inputs_set received per input index, for tests to see whether an input
+ * arrived in the caller's own buffer and type (no hidden copy). */
+#define RECORDED_INPUTS 64
+static struct {
+    atomic_llong type, size, buf, pass_through, fmt;
+} last_inputs[RECORDED_INPUTS];
+
+void fake_reset_inputs(void) {
+    for (int i = 0; i < RECORDED_INPUTS; i++) {
+        atomic_store(&last_inputs[i].type, -1);
+        atomic_store(&last_inputs[i].size, -1);
+        atomic_store(&last_inputs[i].buf, -1);
+        atomic_store(&last_inputs[i].pass_through, -1);
+        atomic_store(&last_inputs[i].fmt, -1);
+    }
+}
+
+long long fake_last_input(uint32_t index, const char* field) {
+    if (index >= RECORDED_INPUTS || !field) return -1;
+    if (strcmp(field, "type") == 0) return atomic_load(&last_inputs[index].type);
+    if (strcmp(field, "size") == 0) return atomic_load(&last_inputs[index].size);
+    if (strcmp(field, "buf") == 0) return atomic_load(&last_inputs[index].buf);
+    if (strcmp(field, "pass_through") == 0) return atomic_load(&last_inputs[index].pass_through);
+    if (strcmp(field, "fmt") == 0) return atomic_load(&last_inputs[index].fmt);
+    return -1;
+}
+
+static void record_input(const rknn_input* in) {
+    if (in->index >= RECORDED_INPUTS) return;
+    atomic_store_explicit(&last_inputs[in->index].type, in->type, memory_order_relaxed);
+    atomic_store_explicit(&last_inputs[in->index].size, in->size, memory_order_relaxed);
+    atomic_store_explicit(&last_inputs[in->index].buf, (long long)(uintptr_t)in->buf,
+                          memory_order_relaxed);
+    atomic_store_explicit(&last_inputs[in->index].pass_through, in->pass_through,
+                          memory_order_relaxed);
+    atomic_store_explicit(&last_inputs[in->index].fmt, in->fmt, memory_order_relaxed);
+}
+
+/* The layout of a 4-D input's buffer in rknn_inputs_set: native bytes (pass_through) lie in
+ * the native layout; converted ones are packed in the fmt the caller names (NCHW or NHWC;
+ * anything else is taken as the plain one). */
+static fake_layout given_layout(const fake_tensor* t, const rknn_input* in) {
+    if (in->pass_through) return fake_native_layout(t);
+    fake_layout l = fake_plain_layout(t);
+    if (in->fmt == RKNN_TENSOR_NCHW || in->fmt == RKNN_TENSOR_NHWC) l.fmt = in->fmt;
+    return l;
+}
+
 static int set_inputs(fake_context* c, uint32_t n, const rknn_input* inputs) {
     const fake_model* m = c->model;
     if (c->mode == MODE_ZERO_COPY) return fake_mixed("rknn_inputs_set");
@@ -56,11 +104,15 @@ static int set_inputs(fake_context* c, uint32_t n, const rknn_input* inputs) {
             return fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_inputs_set: index %u, the model has %u",
                              in->index, m->n_inputs);
         if (!in->buf) return bad_pointer("rknn_inputs_set: NULL buf");
+        record_input(in);
         rknn_tensor_type src = in->pass_through ? m->dtype : in->type;
         int err = in->pass_through ? RKNN_SUCC : fake_check_input_type(m, src, in->index);
         if (err) return err;
         const fake_tensor* t = &m->inputs[in->index];
-        size_t elems = (size_t)c->batch * t->width, need = elems * fake_type_size(src);
+        fake_layout layout = given_layout(t, in);
+        size_t elems = (size_t)c->batch * t->width;
+        size_t need = (size_t)c->batch * (t->n_dims == 4 ? fake_layout_elems(&layout) : t->width) *
+                      fake_type_size(src);
         if (in->size != need) {
             /* Larger: silently truncated, as the real runtime does. */
             fake_count(CNT_SIZE_MISMATCH);
@@ -69,10 +121,15 @@ static int set_inputs(fake_context* c, uint32_t n, const rknn_input* inputs) {
                                  "rknn_inputs_set: input %u size %u is smaller than %zu bytes",
                                  in->index, in->size, need);
         }
+        const uint8_t* buf = in->buf;
+        if (t->n_dims == 4) {
+            fake_gather(t, &layout, fake_type_size(src), c->batch, buf, c->gather);
+            buf = c->gather;
+        }
         if (in->pass_through)
-            memcpy(c->in_native[in->index], in->buf, need);
+            memcpy(c->in_native[in->index], buf, elems * fake_type_size(src));
         else
-            fake_to_native(m->dtype, t, src, in->buf, c->in_native[in->index], elems);
+            fake_to_native(m->dtype, t, src, buf, c->in_native[in->index], elems);
         c->in_set[in->index] = 1;
     }
     c->mode = MODE_GENERAL;
@@ -134,6 +191,19 @@ static int run_checks(const fake_context* c) {
     return RKNN_ERR_FAIL;
 }
 
+/* Zero-copy cache maintenance around a run: every input must have been synced TO_DEVICE
+ * since a run last read it, else the NPU would read stale DDR on a board with cached memory;
+ * outputs are marked written until synced FROM_DEVICE. */
+static void track_syncs(fake_context* c) {
+    const fake_model* m = c->model;
+    for (uint32_t i = 0; i < m->n_inputs; i++) {
+        fake_mem* r = c->in_bind[i].mem;
+        if (!r->flushed) fake_count(CNT_SYNC_ORDER);
+        r->flushed = 0;
+    }
+    for (uint32_t o = 0; o < m->n_outputs; o++) c->out_bind[o].mem->written = 1;
+}
+
 static void compute(fake_context* c) {
     const fake_model* m = c->model;
     const uint32_t batch = c->batch;
@@ -143,11 +213,16 @@ static void compute(fake_context* c) {
         const fake_binding* b = &c->in_bind[i];
         size_t elems = (size_t)batch * t->width;
         if (c->mode == MODE_ZERO_COPY) {
+            const uint8_t* data = b->mem->data;
+            if (t->n_dims == 4) {
+                fake_gather(t, &b->layout, fake_type_size(b->type), batch, data, c->gather);
+                data = c->gather;
+            }
             /* Memory bound with the native type holds native bytes: no conversion. */
             if (b->type == m->dtype)
-                memcpy(c->in_native[i], b->mem->data, elems * esize);
+                memcpy(c->in_native[i], data, elems * esize);
             else
-                fake_to_native(m->dtype, t, b->type, b->mem->data, c->in_native[i], elems);
+                fake_to_native(m->dtype, t, b->type, data, c->in_native[i], elems);
         }
         for (uint32_t r = 0; r < batch; r++)
             for (uint32_t k = 0; k < t->width; k++)
@@ -182,9 +257,7 @@ static uint64_t next_random(void) {
     return jitter_state;
 }
 
-static void run_delay(void) {
-    uint32_t us = atomic_load_explicit(&fake_delay_us, memory_order_relaxed);
-    uint32_t jitter = atomic_load_explicit(&fake_jitter_us, memory_order_relaxed);
+static void run_delay(uint32_t us, uint32_t jitter) {
     if (!us && !jitter) return;
     uint64_t total = us + (jitter ? next_random() % ((uint64_t)jitter + 1) : 0);
     struct timespec ts = {(time_t)(total / 1000000u), (long)(total % 1000000u) * 1000L};
@@ -205,14 +278,18 @@ int rknn_run(rknn_context context, rknn_run_extend* extend) {
     fake_slot* s;
     fake_context* c = fake_model_ctx_enter(context, &s, &err);
     if (!c) return err;
+    /* Read before the run counts as in flight: a test that sees it in flight can change the
+     * delay for the next runs without changing this one's. */
+    uint32_t us = atomic_load(&fake_delay_us), jitter = atomic_load(&fake_jitter_us);
     int in_flight = atomic_fetch_add(&fake_in_flight, 1) + 1;
     int seen = atomic_load(&fake_max_in_flight);
     while (in_flight > seen && !atomic_compare_exchange_weak(&fake_max_in_flight, &seen, in_flight)) {
     }
     int64_t start = (c->flags & RKNN_FLAG_COLLECT_PERF_MASK) ? now_us() : 0;
-    run_delay();
+    run_delay(us, jitter);
     err = run_checks(c);
     if (!err) {
+        if (c->mode == MODE_ZERO_COPY) track_syncs(c);
         compute(c);
         c->has_run = 1;
         if (c->flags & RKNN_FLAG_COLLECT_PERF_MASK) c->last_run_us = now_us() - start;

@@ -50,6 +50,9 @@ static fake_mem* record_new(rknn_context owner) {
     r->owner = owner;
     r->alloc = r->map = NULL;
     r->map_len = 0;
+    r->last_sync = 0;
+    r->syncs_to_device = r->syncs_from_device = 0;
+    r->flushed = r->written = 0;
     r->pub.fd = -1;
     atomic_fetch_add(&r->serial, 1); /* odd: alive */
     atomic_fetch_add(&fake_live_mem, 1);
@@ -82,7 +85,9 @@ static rknn_tensor_mem* create_inside(rknn_context ctx, uint64_t size, const cha
         free(p);
         fake_fail(RKNN_ERR_MALLOC_FAIL, "%s: out of memory", fn);
     } else {
-        memset(p, 0, size);
+        /* The API promises nothing about new memory's contents: a recognisable pattern
+         * (0xFF bytes: float16/float32 NaN, int8 -1) shows code that relies on zeros. */
+        memset(p, 0xFF, size);
         r->alloc = r->data = p;
         r->capacity = size;
         r->pub.virt_addr = p;
@@ -220,13 +225,55 @@ int rknn_destroy_mem(rknn_context ctx, rknn_tensor_mem* mem) {
     });
 }
 
+/* The role of r on a model context: 1 bound input, 2 bound output, 0 neither. */
+static int bound_role(const fake_context* c, const fake_mem* r) {
+    const fake_model* m = c->model;
+    for (uint32_t i = 0; m && c->in_bind && i < m->n_inputs; i++)
+        if (c->in_bind[i].mem == r && fake_binding_valid(&c->in_bind[i])) return 1;
+    for (uint32_t i = 0; m && c->out_bind && i < m->n_outputs; i++)
+        if (c->out_bind[i].mem == r && fake_binding_valid(&c->out_bind[i])) return 2;
+    return 0;
+}
+
+/* TO_DEVICE writes the CPU cache back before the NPU reads; FROM_DEVICE drops it so the CPU
+ * reads what the NPU wrote (API reference, rknn_mem_sync). The other direction on a bound
+ * tensor, or invalidating an output no run has written since, is counted. */
+static int sync(fake_context* c, fake_mem* r, rknn_mem_sync_mode mode) {
+    if (mode < RKNN_MEMORY_SYNC_TO_DEVICE || mode > RKNN_MEMORY_SYNC_BIDIRECTIONAL)
+        return fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_mem_sync: mode %d", (int)mode);
+    int role = bound_role(c, r);
+    if ((role == 1 && mode == RKNN_MEMORY_SYNC_FROM_DEVICE) ||
+        (role == 2 && mode == RKNN_MEMORY_SYNC_TO_DEVICE))
+        fake_count(CNT_SYNC_DIRECTION);
+    if (role == 2 && mode != RKNN_MEMORY_SYNC_TO_DEVICE && !r->written) fake_count(CNT_SYNC_ORDER);
+    r->last_sync = (int)mode;
+    if (mode & RKNN_MEMORY_SYNC_TO_DEVICE) {
+        r->syncs_to_device++;
+        r->flushed = 1;
+    }
+    if (mode & RKNN_MEMORY_SYNC_FROM_DEVICE) {
+        r->syncs_from_device++;
+        r->written = 0;
+    }
+    return RKNN_SUCC;
+}
+
 int rknn_mem_sync(rknn_context context, rknn_tensor_mem* mem, rknn_mem_sync_mode mode) {
-    WITH_MEM(rknn_mem_sync, fake_ctx_enter, context, mem, {
-        (void)c;
-        err = mode >= RKNN_MEMORY_SYNC_TO_DEVICE && mode <= RKNN_MEMORY_SYNC_BIDIRECTIONAL
-                  ? RKNN_SUCC
-                  : fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_mem_sync: mode %d", (int)mode);
-    });
+    WITH_MEM(rknn_mem_sync, fake_ctx_enter, context, mem, { err = sync(c, r, mode); });
+}
+
+long long fake_mem_info(const void* mem, const char* field) {
+    fake_mem* found = NULL;
+    pthread_mutex_lock(&mems_lock);
+    for (fake_mem* r = all_mems; r && mem; r = r->next_all)
+        if (&r->pub == mem && (atomic_load(&r->serial) & 1u)) found = r;
+    pthread_mutex_unlock(&mems_lock);
+    if (!found || !field) return -1;
+    if (strcmp(field, "last_sync") == 0) return found->last_sync;
+    if (strcmp(field, "syncs_to_device") == 0) return found->syncs_to_device;
+    if (strcmp(field, "syncs_from_device") == 0) return found->syncs_from_device;
+    if (strcmp(field, "unread_output") == 0) return found->written;
+    return -1;
 }
 
 int rknn_set_weight_mem(rknn_context ctx, rknn_tensor_mem* mem) {
@@ -242,6 +289,29 @@ int rknn_set_internal_mem(rknn_context ctx, rknn_tensor_mem* mem) {
         (void)c;
         err = RKNN_SUCC;
     });
+}
+
+/* The layout a 4-D input's buffer has, from the attr given to rknn_set_io_mem: its fmt
+ * (UNDEFINED: the plain one), and for NHWC/NC1HWC2 its w_stride (0: unpadded rows). */
+static int bound_layout(const fake_tensor* t, const rknn_tensor_attr* attr, fake_layout* l) {
+    *l = fake_plain_layout(t);
+    if (attr->fmt == RKNN_TENSOR_UNDEFINED || attr->fmt == RKNN_TENSOR_NCHW) {
+        if (attr->fmt == RKNN_TENSOR_NCHW) l->fmt = RKNN_TENSOR_NCHW;
+        return RKNN_SUCC;
+    }
+    if (attr->fmt != RKNN_TENSOR_NHWC && attr->fmt != RKNN_TENSOR_NC1HWC2)
+        return fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_set_io_mem: input fmt %d", (int)attr->fmt);
+    if (attr->w_stride && attr->w_stride < t->w)
+        return fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_set_io_mem: w_stride %u < width %u",
+                         attr->w_stride, t->w);
+    l->fmt = attr->fmt;
+    l->w_stride = attr->w_stride ? attr->w_stride : t->w;
+    if (attr->fmt == RKNN_TENSOR_NC1HWC2) {
+        l->c2 = attr->n_dims == 5 ? attr->dims[4] : 0;
+        if (l->c2 == 0 || l->c2 > 64)
+            return fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_set_io_mem: NC1HWC2 needs dims[4] = C2");
+    }
+    return RKNN_SUCC;
 }
 
 /* The attr names the tensor (inputs and outputs share index 0, 1, ...); its type is the
@@ -271,7 +341,13 @@ static int bind(fake_context* c, fake_mem* r, const rknn_tensor_attr* attr) {
                          "rknn_set_io_mem: output %u type %d: use FLOAT32 or the native type",
                          index, (int)attr->type);
     }
-    size_t need = (size_t)c->batch * t->width * fake_type_size(attr->type);
+    fake_layout layout = fake_plain_layout(t);
+    if (is_input && t->n_dims == 4) {
+        int err = bound_layout(t, attr, &layout);
+        if (err) return err;
+    }
+    size_t elems = t->n_dims == 4 ? fake_layout_elems(&layout) : t->width;
+    size_t need = (size_t)c->batch * elems * fake_type_size(attr->type);
     if (r->capacity < need) {
         fake_count(CNT_SIZE_MISMATCH);
         return fake_fail(RKNN_ERR_PARAM_INVALID,
@@ -282,6 +358,7 @@ static int bind(fake_context* c, fake_mem* r, const rknn_tensor_attr* attr) {
     b->mem = r;
     b->serial = atomic_load(&r->serial);
     b->type = attr->type;
+    b->layout = layout;
     c->mode = MODE_ZERO_COPY;
     return RKNN_SUCC;
 }

@@ -7,6 +7,7 @@
 
 static const uint8_t MAGIC[8] = {'R', 'K', 'F', 'A', 'K', 'E', 0, 1};
 #define FORMAT_VERSION 1u
+#define FORMAT_VERSION_LAYOUTS 2u /* adds a layout to every input */
 
 /* Limits keep every size computation far from overflow and every allocation modest. */
 #define MAX_TENSORS 64u
@@ -55,6 +56,26 @@ static int read_tensor(reader* r, fake_tensor* t) {
     t->zp = (int32_t)zp;
     return t->width > 0 && t->width <= MAX_WIDTH && t->scale > 0.0f && isfinite(t->scale) &&
            t->zp >= -128 && t->zp <= 127;
+}
+
+/* Version 2: u32 n_dims (2 or 4); for 4: u32 c, h, w, fmt, native_fmt, w_stride, c2. */
+static int read_layout(reader* r, fake_tensor* t) {
+    t->n_dims = 2;
+    uint32_t n_dims;
+    if (!read_u32(r, &n_dims) || (n_dims != 2 && n_dims != 4)) return 0;
+    if (n_dims == 2) return 1;
+    t->n_dims = 4;
+    if (!read_u32(r, &t->c) || !read_u32(r, &t->h) || !read_u32(r, &t->w) ||
+        !read_u32(r, &t->fmt) || !read_u32(r, &t->native_fmt) || !read_u32(r, &t->w_stride) ||
+        !read_u32(r, &t->c2))
+        return 0;
+    if (!t->c || !t->h || !t->w || (uint64_t)t->c * t->h * t->w != t->width) return 0;
+    if (t->fmt != RKNN_TENSOR_NCHW && t->fmt != RKNN_TENSOR_NHWC) return 0;
+    if (t->native_fmt > RKNN_TENSOR_NC1HWC2 || t->w_stride < t->w || t->w_stride > MAX_WIDTH)
+        return 0;
+    if (t->native_fmt == RKNN_TENSOR_NC1HWC2 ? (t->c2 == 0 || t->c2 > 64) : t->c2 != 0) return 0;
+    fake_layout native = fake_native_layout(t);
+    return fake_layout_elems(&native) <= MAX_WIDTH;
 }
 
 static int names_distinct(const fake_model* m) {
@@ -127,7 +148,8 @@ fake_model* fake_model_parse(const uint8_t* data, size_t size) {
     fake_model* m = calloc(1, sizeof *m);
     if (!m) return invalid(m, "out of memory");
     atomic_init(&m->refs, 1);
-    if (!read_u32(&r, &version) || version != FORMAT_VERSION) return invalid(m, "version");
+    if (!read_u32(&r, &version) || (version != FORMAT_VERSION && version != FORMAT_VERSION_LAYOUTS))
+        return invalid(m, "version");
     if (!read_u32(&r, &dtype) || (dtype != RKNN_TENSOR_FLOAT32 && dtype != RKNN_TENSOR_FLOAT16 &&
                                   dtype != RKNN_TENSOR_INT8))
         return invalid(m, "dtype");
@@ -153,11 +175,17 @@ fake_model* fake_model_parse(const uint8_t* data, size_t size) {
     }
     for (uint32_t i = 0; i < m->n_inputs; i++) {
         if (!read_tensor(&r, &m->inputs[i])) return invalid(m, "input tensor");
+        m->inputs[i].n_dims = 2;
+        if (version == FORMAT_VERSION_LAYOUTS && !read_layout(&r, &m->inputs[i]))
+            return invalid(m, "input layout");
+        /* Dynamic shapes of 4-D inputs are not emulated. */
+        if (m->inputs[i].n_dims == 4 && m->n_batches > 1) return invalid(m, "4-D dynamic input");
         m->inputs[i].offset = m->in_features;
         m->in_features += m->inputs[i].width;
     }
     for (uint32_t i = 0; i < m->n_outputs; i++) {
         if (!read_tensor(&r, &m->outputs[i])) return invalid(m, "output tensor");
+        m->outputs[i].n_dims = 2;
         m->outputs[i].offset = m->out_features;
         m->out_features += m->outputs[i].width;
     }

@@ -6,6 +6,25 @@
 
 enum attr_kind { ATTR_PLAIN, ATTR_NATIVE };
 
+/* A 4-D input: dims in the order of the attr's format (NC1HWC2: N, C1, H, W, C2), as the
+ * real runtime reports them; the native layout has rows of w_stride pixels. */
+static void fill_image_dims(const fake_tensor* t, uint32_t batch, enum attr_kind kind,
+                            rknn_tensor_attr* a) {
+    fake_layout l = kind == ATTR_NATIVE ? fake_native_layout(t) : fake_plain_layout(t);
+    uint32_t nchw[4] = {batch, t->c, t->h, t->w}, nhwc[4] = {batch, t->h, t->w, t->c};
+    a->fmt = l.fmt;
+    a->n_dims = 4;
+    memcpy(a->dims, l.fmt == RKNN_TENSOR_NHWC ? nhwc : nchw, sizeof nchw);
+    if (l.fmt == RKNN_TENSOR_NC1HWC2) {
+        a->n_dims = 5;
+        a->dims[1] = (t->c + l.c2 - 1) / l.c2;
+        a->dims[4] = l.c2;
+    }
+    a->w_stride = l.fmt == RKNN_TENSOR_NCHW ? 0 : l.w_stride;
+    size_t bytes = (size_t)batch * fake_layout_elems(&l) * fake_type_size(a->type);
+    a->size_with_stride = kind == ATTR_NATIVE ? (uint32_t)((bytes + 63u) / 64u * 64u) : a->size;
+}
+
 /* dims = (batch, width); the native layout pads the buffer to 64 bytes. */
 static void fill_attr(const fake_model* m, const fake_tensor* t, uint32_t index, uint32_t batch,
                       enum attr_kind kind, rknn_tensor_attr* a) {
@@ -29,6 +48,7 @@ static void fill_attr(const fake_model* m, const fake_tensor* t, uint32_t index,
     }
     a->w_stride = t->width;
     a->size_with_stride = kind == ATTR_NATIVE ? (a->size + 63u) / 64u * 64u : a->size;
+    if (t->n_dims == 4) fill_image_dims(t, batch, kind, a);
 }
 
 static int query_attr(const fake_context* c, int is_input, enum attr_kind kind, int current,

@@ -11,9 +11,12 @@ import numpy as np
 
 MAGIC = b"RKFAKE\x00\x01"
 VERSION = 1
+VERSION_LAYOUTS = 2  # every input carries a layout (see ImageLayout)
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "softmax")
 # The model's native type, as rknn_tensor_type values.
 DTYPES = {"float32": 0, "float16": 1, "int8": 2}
+# rknn_tensor_format values.
+FORMATS = {"NCHW": 0, "NHWC": 1, "NC1HWC2": 2}
 MAX_NAME_BYTES = 255
 MAX_CUSTOM_BYTES = 1023
 
@@ -37,6 +40,45 @@ class Dense:
             raise ValueError(f"activation {self.activation!r} is not one of {ACTIVATIONS}")
         object.__setattr__(self, "weight", w)
         object.__setattr__(self, "bias", b)
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """A 4-D input of c * h * w features, as an image model's input looks to the runtime.
+
+    ``fmt`` (NCHW or NHWC) is how INPUT_ATTR describes it and the order the model flattens
+    it in; ``native_fmt`` (NCHW, NHWC or NC1HWC2 with channel blocks of ``c2``) and
+    ``w_stride`` (row pitch in pixels, >= w; ignored for NCHW) are how NATIVE_INPUT_ATTR
+    lays it out for zero-copy.
+    """
+
+    c: int
+    h: int
+    w: int
+    fmt: str = "NCHW"
+    native_fmt: str = "NHWC"
+    w_stride: int = 0
+    c2: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.c, self.h, self.w) < 1:
+            raise ValueError(f"c, h, w must be >= 1, got {self.c, self.h, self.w}")
+        if self.fmt not in ("NCHW", "NHWC") or self.native_fmt not in FORMATS:
+            raise ValueError(f"formats {self.fmt}/{self.native_fmt}: see FORMATS")
+        if self.w_stride and self.w_stride < self.w:
+            raise ValueError(f"w_stride {self.w_stride} < w {self.w}")
+        if (self.native_fmt == "NC1HWC2") != (self.c2 > 0):
+            raise ValueError("c2 > 0 exactly when native_fmt is NC1HWC2")
+
+    def shape(self, batch: int) -> tuple[int, int, int, int]:
+        """The plain (logical) shape of a batch."""
+        if self.fmt == "NHWC":
+            return (batch, self.h, self.w, self.c)
+        return (batch, self.c, self.h, self.w)
+
+    def to_bytes(self) -> bytes:
+        return struct.pack("<8I", 4, self.c, self.h, self.w, FORMATS[self.fmt],
+                           FORMATS[self.native_fmt], self.w_stride or self.w, self.c2)
 
 
 def _check_tensors(kind: str, tensors: Sequence[tuple[str, int]], total: int) -> list:
@@ -77,6 +119,7 @@ class FakeModel:
         custom_string: str = "",
         input_quant: Sequence[tuple[float, int]] | None = None,
         output_quant: Sequence[tuple[float, int]] | None = None,
+        input_layouts: Sequence[ImageLayout | None] | None = None,
     ) -> None:
         self.layers = list(layers)
         if not self.layers:
@@ -101,6 +144,14 @@ class FakeModel:
             self.batch_sizes
         ):
             raise ValueError(f"batch_sizes must be distinct positive ints, got {batch_sizes}")
+        self.input_layouts = list(input_layouts or [None] * len(self.inputs))
+        if len(self.input_layouts) != len(self.inputs):
+            raise ValueError("input_layouts needs one entry (or None) per input")
+        for (name, width), layout in zip(self.inputs, self.input_layouts):
+            if layout is not None and layout.c * layout.h * layout.w != width:
+                raise ValueError(f"input {name!r}: layout {layout} does not hold {width} values")
+        if any(self.input_layouts) and len(self.batch_sizes) > 1:
+            raise ValueError("4-D inputs are emulated for one fixed batch size only")
         self.custom_string = custom_string
         if len(custom_string.encode()) > MAX_CUSTOM_BYTES or "\0" in custom_string:
             raise ValueError(f"custom_string must be at most {MAX_CUSTOM_BYTES} bytes, no NUL")
@@ -132,14 +183,18 @@ class FakeModel:
 
     def to_bytes(self) -> bytes:
         """Serialise in the fake runtime's format (little-endian, see README.md)."""
-        parts = [MAGIC, struct.pack("<6I", VERSION, DTYPES[self.dtype], len(self.inputs),
+        version = VERSION_LAYOUTS if any(self.input_layouts) else VERSION
+        parts = [MAGIC, struct.pack("<6I", version, DTYPES[self.dtype], len(self.inputs),
                                     len(self.outputs), len(self.layers), len(self.batch_sizes))]
         parts.append(struct.pack(f"<{len(self.batch_sizes)}I", *self.batch_sizes))
         for tensors, quant in ((self.inputs, self.input_quant), (self.outputs, self.output_quant)):
-            for (name, width), (scale, zp) in zip(tensors, quant):
+            for k, ((name, width), (scale, zp)) in enumerate(zip(tensors, quant)):
                 raw = name.encode()
                 parts.append(struct.pack("<I", len(raw)) + raw)
                 parts.append(struct.pack("<Ifi", width, scale, zp))
+                if version == VERSION_LAYOUTS and tensors is self.inputs:
+                    layout = self.input_layouts[k]
+                    parts.append(layout.to_bytes() if layout else struct.pack("<I", 2))
         for layer in self.layers:
             n_in, n_out = layer.weight.shape
             parts.append(struct.pack("<3I", n_in, n_out, ACTIVATIONS.index(layer.activation)))
@@ -169,8 +224,10 @@ class FakeModel:
     def reference(self, *xs: np.ndarray) -> list[np.ndarray]:
         """What the fake returns with want_float=1 for these inputs, each (batch, width).
 
-        Inputs are taken as float32 values (float16, uint8 and int8 inputs convert exactly).
+        Inputs are taken as float32 values (float16, uint8 and int8 inputs convert exactly);
+        a 4-D input in its plain shape (ImageLayout.shape) is flattened in that order.
         """
+        xs = tuple(np.asarray(x).reshape(len(x), -1) if np.ndim(x) == 4 else x for x in xs)
         # Overflow to +-inf in float16 is what the runtime does too, not a problem to report.
         with np.errstate(over="ignore"):
             return self._forward(xs)
