@@ -4,17 +4,21 @@ what rkrt learns of the runtime, and the gates that keep it from calling a wrong
 from __future__ import annotations
 
 import gc
+import os
 from typing import Iterator
 
 import numpy as np
 import pytest
+import rkrt_support
 from fake_rknnrt import FakeRuntime, build_library
 from fake_rknnrt.build import DEFAULT_VERSION, MISSING
 from rkrt_support import NO_LEAKS, inputs_for, mlp
 
 import rkrt
-from rkrt import library
+from rkrt import external, library
 from rkrt.errors import UnsupportedRuntimeError
+
+rt = rkrt_support.rt
 
 VERSIONS = ("1.5.2", "1.6.0", "2.0.0b0", None)  # None: the default build, 2.3 and later
 FAMILY = {"1.5.2": "1.5.x or older", "1.6.0": "1.6.x", "2.0.0b0": "2.0.x",
@@ -48,7 +52,6 @@ def test_the_double_exports_what_each_release_had(release) -> None:
     missing = set(MISSING.get(version, ()))
     assert info.functions == set(library.FUNCTIONS) - missing
     assert info.release == FAMILY[version]
-    assert info.api_version is None  # no model opened on it yet
 
 
 def test_open_learns_the_version_and_runs(release) -> None:
@@ -125,3 +128,70 @@ def test_32_bit_processes_are_refused_at_load(monkeypatch) -> None:
     monkeypatch.setattr(library.ffi, "sizeof", lambda t: 4 if t == "void*" else real(t))
     with pytest.raises(UnsupportedRuntimeError, match="32-bit"):
         rkrt.Session(mlp().to_bytes())
+
+
+def test_zero_copy_on_runtime_memory_needs_no_mem_sync(release) -> None:
+    """Finding 3: IOBinding required rknn_mem_sync, so zero-copy failed on 1.5.x runtimes,
+    although Rockchip's zero-copy demos never sync runtime-allocated memory."""
+    version, fake = release
+    model = mlp((4, 16, 3))
+    with rkrt.Session(model.to_bytes()) as s, s.bind() as b:
+        for seed in range(3):
+            x = inputs_for(model, seed=seed)[0]
+            b.inputs[0][...] = x
+            b.run()
+            np.testing.assert_allclose(b.outputs[0], model.reference(x)[0], rtol=2e-2, atol=2e-3)
+    synced = "rknn_mem_sync" not in MISSING.get(version, ())
+    assert fake.calls("rknn_mem_sync") == (3 * 2 if synced else 0)
+
+
+def test_external_memory_needs_mem_sync(release) -> None:
+    version, fake = release
+    fake.allow_non_dmabuf()
+    model = mlp((4, 16, 3), dtype="float32")
+    x = inputs_for(model)[0]
+    fd = os.memfd_create("frame")
+    try:
+        os.pwrite(fd, x.tobytes(), 0)
+        frame = external.from_fd(fd, x.nbytes, require_dmabuf=False)
+        with rkrt.Session(model.to_bytes()) as s:
+            if version == "1.5.2":
+                with pytest.raises(UnsupportedRuntimeError,
+                                   match=r"external memory .* needs librknnrt 1\.6\.0 or newer; "
+                                         r"this is librknnrt 1\.5\.2 \(fake\)"):  # fmt: skip
+                    s.bind(inputs={0: frame})
+                assert fake.calls("rknn_create_mem_from_fd") == fake.calls("rknn_create_mem") == 0
+                return
+            with s.bind(inputs={0: frame}) as b:
+                b.run()
+                np.testing.assert_array_equal(b.outputs[0], model.reference(x)[0])
+    finally:
+        os.close(fd)
+
+
+def test_dynamic_models_are_not_duplicated(rt) -> None:
+    """Finding 7: dup() and Pool duplicated dynamic-shape contexts, which the user guide
+    (1.5.2, 'Dynamic shape input') says rknn_dup_context does not support."""
+    model = mlp((4, 8, 3), batch_sizes=(1, 4))
+    with rkrt.Session(model.to_bytes()) as s, pytest.raises(
+        UnsupportedRuntimeError, match="dynamic-shape.*cannot be duplicated"
+    ):
+        s.dup()
+    with pytest.raises(UnsupportedRuntimeError, match="Pool of 2 contexts.*dynamic-shape"):
+        rkrt.Pool(model.to_bytes(), cores=["CORE_0", "CORE_1"], soc="rk3588")
+    assert rt.calls("rknn_dup_context") == 0
+    with rkrt.Pool(model.to_bytes(), cores=["AUTO"]) as pool:  # one context: no duplicate
+        x = inputs_for(model, batch=4)[0]
+        np.testing.assert_allclose(pool.run(x)[0], model.reference(x)[0], rtol=2e-2, atol=2e-3)
+
+
+def test_single_core_soc_sets_no_core_mask(rt, monkeypatch) -> None:
+    """Finding 8: set_core_mask(AUTO) reached rknn_set_core_mask on single-core NPUs, where
+    the runtime refuses the call (API reference 2.3.2)."""
+    monkeypatch.setenv("RKRT_FAKE_SOC", "rk3568")
+    with rkrt.Session(mlp().to_bytes(), soc="rk3568", core_mask="AUTO") as s:
+        s.set_core_mask("AUTO")
+        with s.dup(core_mask="AUTO") as d:
+            d.set_core_mask(rkrt.CoreMask.AUTO)
+        assert s.core_mask is rkrt.CoreMask.AUTO
+    assert rt.calls("rknn_set_core_mask") == 0

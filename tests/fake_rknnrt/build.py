@@ -70,6 +70,8 @@ def build_library(
         raise ValueError(f"unknown runtime version {version!r}; known: {sorted(MISSING)}")
     if version is not None:
         cflags = (*cflags, f'-DFAKE_SDK_VERSION="{version}"')
+        if "rknn_mem_sync" in MISSING[version]:
+            cflags = (*cflags, "-DFAKE_WITHOUT_MEM_SYNC")
     root = Path(cache_dir) if cache_dir is not None else REPO / ".cache" / "fake_rknnrt"
     target = root / _digest(cc, cflags) / "librknnrt.so"
     if target.exists():

@@ -196,6 +196,12 @@ static int run_checks(const fake_context* c) {
  * outputs are marked written until synced FROM_DEVICE. */
 static void track_syncs(fake_context* c) {
     const fake_model* m = c->model;
+#ifdef FAKE_WITHOUT_MEM_SYNC
+    /* A release without rknn_mem_sync (before 1.6.0) keeps its own buffers coherent in
+     * rknn_run: its callers cannot sync, and Rockchip's demos never do. */
+    for (uint32_t o = 0; o < m->n_outputs; o++) c->out_bind[o].mem->written = 0;
+    return;
+#endif
     for (uint32_t i = 0; i < m->n_inputs; i++) {
         fake_mem* r = c->in_bind[i].mem;
         if (!r->flushed) fake_count(CNT_SYNC_ORDER);
