@@ -12,15 +12,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import mmap
 import os
 import struct
-from typing import TYPE_CHECKING, Any, Optional
-
-import numpy as np
-
-if TYPE_CHECKING:
-    from .external import ExternalMemory
 
 HEAP_DIR = "/dev/dma_heap"
 # struct dma_heap_allocation_data: len, fd, fd_flags, heap_flags; 24 bytes, no padding.
@@ -43,52 +36,9 @@ def heaps() -> list[str]:
         return []
 
 
-class DmaBuffer:
-    """One DMA-BUF from a DMA heap: ``fd`` (this object's: closed by :meth:`close`), ``nbytes``,
-    and ``array``, a writable uint8 numpy view of the whole buffer for the CPU.
-
-    Bind it with ``session.bind(inputs={0: buf.memory(np.uint8)})``; the binding imports the fd
-    and syncs the CPU's caches around each run where the runtime has ``rknn_mem_sync``.
-    ``array`` (and views of it) stay valid after close(): the mapping lives until the last
-    view is gone.
-    """
-
-    def __init__(self, fd: int, nbytes: int, heap: str) -> None:
-        self.fd: Optional[int] = fd
-        self.nbytes = nbytes
-        self.heap = heap
-        self._map = mmap.mmap(fd, nbytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        self.array = np.frombuffer(self._map, np.uint8)
-
-    def memory(self, dtype: Any = np.float32, *, size: Optional[int] = None,
-               offset: int = 0) -> ExternalMemory:  # fmt: skip
-        """The region ``[offset, offset + size)`` (default: to the end) as external memory."""
-        from .external import from_fd
-
-        if self.fd is None:
-            raise ValueError("this DmaBuffer is closed; allocate a new one")
-        size = self.nbytes - offset if size is None else size
-        return from_fd(self.fd, size, offset=offset, dtype=dtype)
-
-    def close(self) -> None:
-        """Close the fd (a binding that imported it keeps its own reference)."""
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            os.close(fd)
-
-    def __enter__(self) -> DmaBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.fd is None else f"fd {self.fd}"
-        return f"<rkrt.external.DmaBuffer {self.nbytes} bytes from {self.heap!r} ({state})>"
-
-
-def dma_alloc(nbytes: int, heap: str = "system") -> DmaBuffer:
-    """Allocate ``nbytes`` from the DMA heap ``heap`` ("system", "cma", ... see :func:`heaps`).
+def allocate(nbytes: int, heap: str = "system") -> int:
+    """A new DMA-BUF fd of ``nbytes`` from the DMA heap ``heap`` ("system", "cma", ... see
+    :func:`heaps`); the caller closes it.
 
     OSError when the heap is missing (no DMA heaps: not a board, or a kernel older than 5.6
     or without CONFIG_DMABUF_HEAPS) or refuses the allocation.
@@ -119,9 +69,4 @@ def dma_alloc(nbytes: int, heap: str = "system") -> DmaBuffer:
                           f"{exc.strerror} ({hint})") from None  # fmt: skip
     finally:
         os.close(dev)
-    fd = ALLOCATION.unpack(arg)[1]
-    try:
-        return DmaBuffer(fd, nbytes, heap)
-    except BaseException:
-        os.close(fd)
-        raise
+    return ALLOCATION.unpack(arg)[1]

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 import numpy as np
 
 from ._ffi import ffi
-from .dma_heap import DmaBuffer, dma_alloc, heaps
+from .dma_heap import allocate, heaps
 from .errors import DTypeError, ShapeError, created
 from .tensor import TYPE_OF_NUMPY, TensorSpec, accepted_input_dtypes
 
@@ -219,6 +219,60 @@ def from_phys(phys_addr: int, virt_addr: Any, size: int, *, dtype: Any = np.floa
     virt_addr = _size("virt_addr", virt_addr, 2**64 - 1, 1)
     size = _size("size", size, _MAX_SIZE, 1)
     return ExternalMemory("phys", _bindable(dtype), size, True, (phys_addr, virt_addr))
+
+
+class DmaBuffer:
+    """One DMA-BUF from a DMA heap: ``fd`` (this object's: closed by :meth:`close`), ``nbytes``,
+    and ``array``, a writable uint8 numpy view of the whole buffer for the CPU.
+
+    Bind it with ``session.bind(inputs={0: buf.memory(np.uint8)})``; the binding imports the fd
+    and syncs the CPU's caches around each run where the runtime has ``rknn_mem_sync``.
+    ``array`` (and views of it) stay valid after close(): the mapping lives until the last
+    view is gone.
+    """
+
+    def __init__(self, fd: int, nbytes: int, heap: str) -> None:
+        self.fd: Optional[int] = fd
+        self.nbytes = nbytes
+        self.heap = heap
+        self._map = mmap.mmap(fd, nbytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.array = np.frombuffer(self._map, np.uint8)
+
+    def memory(self, dtype: Any = np.float32, *, size: Optional[int] = None,
+               offset: int = 0) -> ExternalMemory:  # fmt: skip
+        """The region ``[offset, offset + size)`` (default: to the end) as external memory."""
+        if self.fd is None:
+            raise ValueError("this DmaBuffer is closed; allocate a new one")
+        size = self.nbytes - offset if size is None else size
+        return from_fd(self.fd, size, offset=offset, dtype=dtype)
+
+    def close(self) -> None:
+        """Close the fd (a binding that imported it keeps its own reference)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> DmaBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.fd is None else f"fd {self.fd}"
+        return f"<rkrt.external.DmaBuffer {self.nbytes} bytes from {self.heap!r} ({state})>"
+
+
+
+def dma_alloc(nbytes: int, heap: str = "system") -> DmaBuffer:
+    """``nbytes`` of DMA-BUF from the DMA heap ``heap`` (see rkrt.dma_heap.allocate), with a
+    writable numpy view; bind ``buf.memory(dtype)``. OSError where there is no such heap."""
+    fd = allocate(nbytes, heap)
+    try:
+        return DmaBuffer(fd, nbytes, heap)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 # ---- used by IOBinding: which tensor gets which memory, checked against the tensors ----
