@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from ._ffi import HEADER_TEXT, enum, ffi, header_path
 from .arguments import PathLike
-from .errors import MissingSymbolError, RuntimeNotFoundError, UnsupportedRuntimeError
+from .errors import MissingSymbolError, RuntimeNotFoundError, UnsupportedRuntimeError, check
 
 ENV_VAR = "RKRT_LIBRARY"
 LIBRARY_NAME = "librknnrt.so"
@@ -98,14 +98,16 @@ class Runtime:
         return name in self.functions
 
     def learn_version(self, handle: int) -> None:
-        """Ask the runtime its version on a live model context, once."""
-        if self.api_version is not None:
-            return
+        """Ask the runtime its version on a live model context (RKNNError if refused).
+
+        Asked at every open, not once: one query costs microseconds, and a Session's calls
+        then never depend on what other Sessions did before.
+        """
         v = ffi.new("rknn_sdk_version*")
         cmd = enum("rknn_query_cmd")["RKNN_QUERY_SDK_VERSION"]
-        if self.lib.rknn_query(handle, cmd, v, ffi.sizeof(v[0])) >= 0:
-            self.driver_version = ffi.string(v.drv_version).decode("utf-8", "replace")
-            self.api_version = ffi.string(v.api_version).decode("utf-8", "replace")
+        check(self.lib.rknn_query(handle, cmd, v, ffi.sizeof(v[0])), "rknn_query")
+        self.driver_version = ffi.string(v.drv_version).decode("utf-8", "replace")
+        self.api_version = ffi.string(v.api_version).decode("utf-8", "replace")
 
     def described(self) -> str:
         """The runtime's version for messages: its own words if known, else the family."""
