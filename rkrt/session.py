@@ -115,8 +115,8 @@ class Session:
 
         The context must come from the same librknnrt that rkrt loads (``library``, else
         $RKRT_LIBRARY, else the system places). The runtime cannot report a context's core
-        mask or init flags: ``core_mask`` says AUTO until :meth:`set_core_mask`, and perf
-        queries are unavailable.
+        mask or init flags: ``core_mask`` says AUTO until :meth:`set_core_mask`, and
+        :attr:`perf_detail` is unavailable.
         """
         if isinstance(handle, bool) or not isinstance(handle, int):
             raise TypeError(f"handle must be an rknn_context as an int, not {type(handle).__name__}"
