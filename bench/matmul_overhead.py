@@ -101,7 +101,7 @@ def measure(shape: tuple[int, int, int], blocks: int, block_calls: int,
             _timed(fn, 50)
         medians: dict[str, list[float]] = {name: [] for name in LINES}
         for block in range(blocks):
-            order = LINES[block % len(LINES):] + LINES[: block % len(LINES)]
+            order = LINES[block % len(LINES) :] + LINES[: block % len(LINES)]
             for name in order:
                 medians[name].append(_timed(calls[name], block_calls))
     ratios = {

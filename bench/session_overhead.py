@@ -140,8 +140,6 @@ def timer_overhead_ns(n: int = 20000) -> float:
     return statistics.median(samples)
 
 
-
-
 def rss_growth_after_warmup(call: Callable[[], Any], n: int) -> int:
     for _ in range(min(n, 2000)):
         call()
@@ -177,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
         samples: dict[str, list[int]] = {n: [] for n in names}
         block_medians: dict[str, list[float]] = {n: [] for n in names}
         for b in range(args.blocks):
-            order = names[b % len(names):] + names[: b % len(names)]
+            order = names[b % len(names) :] + names[: b % len(names)]
             for name in order:
                 s = time_calls(lines[name], args.block_calls)
                 samples[name] += s

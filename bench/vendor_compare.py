@@ -245,9 +245,6 @@ def make_line(kind: str, model: BenchModel, library: str) -> Line:
 # --- measuring ----------------------------------------------------------------------------
 
 
-
-
-
 class CallCounter:
     """The test double's per-function call counters; absent on a real runtime."""
 

@@ -32,9 +32,7 @@ from emit.network import Network
 from rkrt.metadata import ModelMetadata, positive_int
 
 
-def to_onnx(
-    estimator: Any, *, batch_size: int = 1, opset: int = DEFAULT_OPSET
-) -> onnx.ModelProto:
+def to_onnx(estimator: Any, *, batch_size: int = 1, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Convert a fitted scikit-learn estimator into an ONNX model of NPU-friendly ops.
 
     The model takes a float32 "input" of static shape (batch_size, n_features_in_)

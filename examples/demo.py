@@ -186,12 +186,16 @@ def run_on_emulated_board(converted: List[Converted]) -> None:
         if model.metadata.task == "regressor":
             scale = float(np.abs(expected).max())
             error = float(np.abs(predicted - expected).max()) / scale
-            print(f"  {name:14s} {len(X)} rows: max |error| {error:.1e} of the output range; "
-                  f"{len(X)} rows at once == row at a time: {same_chunked}")
+            print(
+                f"  {name:14s} {len(X)} rows: max |error| {error:.1e} of the output range; "
+                f"{len(X)} rows at once == row at a time: {same_chunked}"
+            )
         else:
             agree = float(np.mean(predicted == expected))
-            print(f"  {name:14s} {len(X)} rows: {agree:.1%} of labels equal scikit-learn's; "
-                  f"{len(X)} rows at once == row at a time: {same_chunked}")
+            print(
+                f"  {name:14s} {len(X)} rows: {agree:.1%} of labels equal scikit-learn's; "
+                f"{len(X)} rows at once == row at a time: {same_chunked}"
+            )
     wheel = f"rkrt-{rkrt.__version__}-py3-none-any.whl"
     print(
         "\nOn a board (aarch64, librknnrt.so installed): here, `make wheel` leaves "
@@ -200,7 +204,7 @@ def run_on_emulated_board(converted: List[Converted]) -> None:
         f"  pip install {wheel}   # installs numpy and cffi, nothing else\n"
         "  (or, from a clone of this repository on the board: pip install .)\n"
         "  python -c \"from rkrt import sklearn; m = sklearn.load('digits_fp16.rknn'); "
-        "print(m.predict([[0.0] * 64]))\"\n"
+        'print(m.predict([[0.0] * 64]))"\n'
         "  python -m rkrt info digits_fp16.rknn\n"
         "  python -m rkrt bench digits_fp16.rknn -n 10000 --zero-copy"
     )

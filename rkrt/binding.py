@@ -130,8 +130,10 @@ class IOBinding:
         if s.is_dynamic:
             s.switch_shapes(start)
         # Every external region is checked before any memory is created.
-        for kind, ext, specs, sizes in (("input", self._ext_in, s.inputs, in_sizes),
-                                        ("output", self._ext_out, s.outputs, out_sizes)):
+        for kind, ext, specs, sizes in (
+            ("input", self._ext_in, s.inputs, in_sizes),
+            ("output", self._ext_out, s.outputs, out_sizes),
+        ):
             for i, e in ext.items():
                 external.check_size(kind, specs[i], e, sizes[i])
         self._in_mems = tuple(self._create(n, self._ext_in.get(i)) for i, n in enumerate(in_sizes))

@@ -179,4 +179,3 @@ class Context:
             handle, self.handle = self.handle, None
             if self.owned:
                 check(self.runtime.lib.rknn_destroy(handle), "rknn_destroy")
-

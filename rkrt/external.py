@@ -66,8 +66,7 @@ from .tensor import TYPE_OF_NUMPY, TensorSpec, accepted_input_dtypes
 if TYPE_CHECKING:
     from .library import Runtime
 
-__all__ = ["DmaBuffer", "ExternalMemory", "dma_alloc", "from_fd", "from_phys", "heaps",
-           "is_dmabuf"]
+__all__ = ["DmaBuffer", "ExternalMemory", "dma_alloc", "from_fd", "from_phys", "heaps", "is_dmabuf"]
 
 _F32 = np.dtype(np.float32)
 _MAX_SIZE = 2**32 - 1  # the runtime takes uint32 sizes
@@ -261,7 +260,6 @@ class DmaBuffer:
     def __repr__(self) -> str:
         state = "closed" if self.fd is None else f"fd {self.fd}"
         return f"<rkrt.external.DmaBuffer {self.nbytes} bytes from {self.heap!r} ({state})>"
-
 
 
 def dma_alloc(nbytes: int, heap: str = "system") -> DmaBuffer:

@@ -275,9 +275,7 @@ class GeneralRunner:
     def _check_out(self, result: list[Any]) -> None:
         """The slow path of out=: validate every array and point the C structs at them."""
         if len(result) != self._n_out:
-            raise TypeError(
-                f"out= needs {self._n_out} array(s), one per output; got {len(result)}"
-            )
+            raise TypeError(f"out= needs {self._n_out} array(s), one per output; got {len(result)}")
         for spec, y in zip(self._ctx.outputs, result):
             if not isinstance(y, np.ndarray) or y.dtype != _F32:
                 raise DTypeError(
@@ -287,8 +285,7 @@ class GeneralRunner:
                 )
             if y.shape != spec.shape:
                 raise ShapeError(
-                    f"out array for output {spec.name!r} has shape {y.shape}, expected "
-                    f"{spec.shape}"
+                    f"out array for output {spec.name!r} has shape {y.shape}, expected {spec.shape}"
                 )
             if not (y.flags.c_contiguous and y.flags.aligned and y.flags.writeable):
                 raise ValueError(

@@ -140,9 +140,7 @@ class RKNNLite:
 
 def _formats(data_format: DataFormat, n_inputs: int) -> list[Optional[str]]:
     formats = (
-        list(data_format)
-        if isinstance(data_format, (list, tuple))
-        else [data_format] * n_inputs
+        list(data_format) if isinstance(data_format, (list, tuple)) else [data_format] * n_inputs
     )
     if len(formats) != n_inputs:
         raise ValueError(f"data_format has {len(formats)} entries for {n_inputs} inputs")

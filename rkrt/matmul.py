@@ -489,7 +489,7 @@ class MatMul:
 
     @property
     def dtype(self) -> str:
-        """"float16" or "int8": the type of A and B on the NPU."""
+        """ "float16" or "int8": the type of A and B on the NPU."""
         return self._dtype
 
     @property

@@ -42,16 +42,25 @@ MUTANTS = (
         "fp16-input-upcast-slow-path",
         "Session.run converts float16 inputs to float32 before C (list/dict path)",
         "rkrt/session.py",
-        (("checked = [np.require(a, dt, [", "checked = [np.require(a, _F32 if dt == np.float16 else dt, ["),),  # noqa: E501
+        (
+            (
+                "checked = [np.require(a, dt, [",
+                "checked = [np.require(a, _F32 if dt == np.float16 else dt, [",
+            ),
+        ),  # noqa: E501
         (FIDELITY, "tests/test_session_inputs.py"),
     ),
     Mutant(
         "fp16-input-upcast-fast-path",
         "Session.run converts float16 inputs to float32 before C (positional path)",
         "rkrt/session.py",
-        (("                    for slot, a in zip(slots, arrays):\n",
-          "                    arrays = [a.astype(_F32) if a.dtype == np.float16 else a "
-          "for a in arrays]\n                    for slot, a in zip(slots, arrays):\n"),),
+        (
+            (
+                "                    for slot, a in zip(slots, arrays):\n",
+                "                    arrays = [a.astype(_F32) if a.dtype == np.float16 else a "
+                "for a in arrays]\n                    for slot, a in zip(slots, arrays):\n",
+            ),
+        ),
         (FIDELITY, "tests/test_session_inputs.py"),
     ),
     Mutant(
@@ -79,15 +88,19 @@ MUTANTS = (
         "output-sync-before-run",
         "IOBinding invalidates the outputs before the run instead of after it",
         "rkrt/binding.py",
-        (("            ret = self._run(handle, _NULL)\n            if ret < 0:\n"
-          "                check(ret, \"rknn_run\")\n            for mem in self._out_mems:\n"
-          "                ret = sync(handle, mem, _FROM_DEVICE)\n"
-          "                if ret < 0:\n                    check(ret, \"rknn_mem_sync\")\n",
-          "            for mem in self._out_mems:\n"
-          "                ret = sync(handle, mem, _FROM_DEVICE)\n"
-          "                if ret < 0:\n                    check(ret, \"rknn_mem_sync\")\n"
-          "            ret = self._run(handle, _NULL)\n            if ret < 0:\n"
-          "                check(ret, \"rknn_run\")\n"),),
+        (
+            (
+                "            ret = self._run(handle, _NULL)\n            if ret < 0:\n"
+                '                check(ret, "rknn_run")\n            for mem in self._out_mems:\n'
+                "                ret = sync(handle, mem, _FROM_DEVICE)\n"
+                '                if ret < 0:\n                    check(ret, "rknn_mem_sync")\n',
+                "            for mem in self._out_mems:\n"
+                "                ret = sync(handle, mem, _FROM_DEVICE)\n"
+                '                if ret < 0:\n                    check(ret, "rknn_mem_sync")\n'
+                "            ret = self._run(handle, _NULL)\n            if ret < 0:\n"
+                '                check(ret, "rknn_run")\n',
+            ),
+        ),
         (FIDELITY, "tests/test_binding.py"),
     ),
     Mutant(
@@ -101,8 +114,12 @@ MUTANTS = (
         "layout-ignores-format",
         "the native-layout check ignores the tensor format",
         "rkrt/binding.py",
-        (("if native.fmt != plain.fmt or native.n_dims != plain.n_dims:",
-          "if native.n_dims != plain.n_dims:"),),
+        (
+            (
+                "if native.fmt != plain.fmt or native.n_dims != plain.n_dims:",
+                "if native.n_dims != plain.n_dims:",
+            ),
+        ),
         (FIDELITY, "tests/test_binding.py"),
     ),
     Mutant(
@@ -111,14 +128,18 @@ MUTANTS = (
         "rkrt/pool.py",
         (
             ("import queue\n", "import itertools\nimport queue\n"),
-            ("        self._idle: queue.SimpleQueue[Session]",
-             "        self._turn = itertools.count()\n"
-             "        self._idle: queue.SimpleQueue[Session]"),
-            ("        session = self._idle.get()\n        try:\n"
-             "            return session.run(*arrays, out=out)\n        finally:\n"
-             "            self._idle.put(session)\n",
-             "        session = self.sessions[next(self._turn) % len(self.sessions)]\n"
-             "        return session.run(*arrays, out=out)\n"),
+            (
+                "        self._idle: queue.SimpleQueue[Session]",
+                "        self._turn = itertools.count()\n"
+                "        self._idle: queue.SimpleQueue[Session]",
+            ),
+            (
+                "        session = self._idle.get()\n        try:\n"
+                "            return session.run(*arrays, out=out)\n        finally:\n"
+                "            self._idle.put(session)\n",
+                "        session = self.sessions[next(self._turn) % len(self.sessions)]\n"
+                "        return session.run(*arrays, out=out)\n",
+            ),
         ),
         (FIDELITY, "tests/test_pool.py"),
     ),
@@ -142,13 +163,17 @@ MUTANTS = (
         "emit/graph.py",
         (
             ("    tensor = INPUT_NAME\n", "    tensor = INPUT_NAME\n    pending = {}\n"),
-            ('        _add_initializer(graph, f"{prefix}.weight", layer.weight)\n'
-             '        _add_initializer(graph, f"{prefix}.bias", layer.bias)\n',
-             '        pending[f"{prefix}.weight"] = layer.weight\n'
-             '        pending[f"{prefix}.bias"] = layer.bias\n'),
-            ("    return model\n",
-             "    for key in set(pending):\n        _add_initializer(graph, key, pending[key])\n"
-             "    return model\n"),
+            (
+                '        _add_initializer(graph, f"{prefix}.weight", layer.weight)\n'
+                '        _add_initializer(graph, f"{prefix}.bias", layer.bias)\n',
+                '        pending[f"{prefix}.weight"] = layer.weight\n'
+                '        pending[f"{prefix}.bias"] = layer.bias\n',
+            ),
+            (
+                "    return model\n",
+                "    for key in set(pending):\n        _add_initializer(graph, key, pending[key])\n"
+                "    return model\n",
+            ),
         ),
         ("tests/test_emit_onnx_determinism.py", "tests/test_emit_onnx.py"),
     ),

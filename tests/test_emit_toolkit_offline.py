@@ -158,9 +158,7 @@ def test_measure_reports_the_error_it_is_fed(iris_logistic):
         return out
 
     tolerance = Tolerance().resolved(None)
-    acc = measure(
-        simulator, model, spec, X, batch_sizes=(1, 8), tolerance=tolerance, sample="test"
-    )
+    acc = measure(simulator, model, spec, X, batch_sizes=(1, 8), tolerance=tolerance, sample="test")
     assert acc.max_abs_error == pytest.approx(0.003, abs=1e-6)
     assert acc.max_error == acc.max_abs_error  # probabilities are compared as they are
     assert acc.batch_sizes == (1, 8) and acc.n_samples == len(X)

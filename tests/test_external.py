@@ -363,9 +363,10 @@ def test_ten_thousand_frames_flat_rss_and_nothing_left(rt, memfd) -> None:
     write_fd(memfd, 0, b"", offset + frames[0].nbytes)
     with mmap.mmap(memfd, offset + frames[0].nbytes) as producer:
         camera = np.frombuffer(producer, np.float32, 16, offset).reshape(1, 16)
-        with rkrt.Session(model.to_bytes()) as s, s.bind(
-            inputs={0: from_memfd(memfd, frames[0].nbytes, offset=offset)}
-        ) as b:
+        with (
+            rkrt.Session(model.to_bytes()) as s,
+            s.bind(inputs={0: from_memfd(memfd, frames[0].nbytes, offset=offset)}) as b,
+        ):
             run, y = b.run, b.outputs[0]
             rss = []
             for k in range(10_000):

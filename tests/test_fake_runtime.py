@@ -26,12 +26,33 @@ ALL_FUNCTIONS = [
 ]
 
 FLOAT32, FLOAT16, INT8, UINT8, INT32, INT64 = 0, 1, 2, 3, 6, 8
-NUMPY_TYPE = {np.float32: FLOAT32, np.float16: FLOAT16, np.int8: INT8, np.uint8: UINT8,
-              np.int32: INT32, np.int64: INT64, np.float64: 11}
+NUMPY_TYPE = {
+    np.float32: FLOAT32,
+    np.float16: FLOAT16,
+    np.int8: INT8,
+    np.uint8: UINT8,
+    np.int32: INT32,
+    np.int64: INT64,
+    np.float64: 11,
+}
 SUCC, FAIL, PARAM, MODEL, CTX, INPUT, OUTPUT = 0, -1, -5, -6, -7, -8, -9
-Q = {"in_out": 0, "input": 1, "output": 2, "perf_detail": 3, "perf_run": 4, "sdk": 5, "mem": 6,
-     "custom": 7, "native_input": 8, "native_output": 9, "range": 13, "cur_input": 14,
-     "cur_output": 15, "cur_native_input": 16, "cur_native_output": 17}
+Q = {
+    "in_out": 0,
+    "input": 1,
+    "output": 2,
+    "perf_detail": 3,
+    "perf_run": 4,
+    "sdk": 5,
+    "mem": 6,
+    "custom": 7,
+    "native_input": 8,
+    "native_output": 9,
+    "range": 13,
+    "cur_input": 14,
+    "cur_output": 15,
+    "cur_native_input": 16,
+    "cur_native_output": 17,
+}
 PERF_FLAG = 0x8
 
 
@@ -114,8 +135,11 @@ def _nothing_leaks(fake_rt):
 
 def mlp(rng, sizes, activations, dtype="float32", **kw) -> FakeModel:
     layers = [
-        Dense(rng.standard_normal((a, b)).astype(np.float32) * 0.5,
-              rng.standard_normal(b).astype(np.float32) * 0.1, act)
+        Dense(
+            rng.standard_normal((a, b)).astype(np.float32) * 0.5,
+            rng.standard_normal(b).astype(np.float32) * 0.1,
+            act,
+        )
         for a, b, act in zip(sizes, sizes[1:], activations)
     ]
     return FakeModel(layers, dtype=dtype, **kw)
@@ -221,10 +245,19 @@ def test_dense_layers_match_reference(raw, dtype, acts):
 @pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
 def test_several_inputs_outputs_and_native_outputs(raw, dtype):
     rng = np.random.default_rng(2)
-    model = mlp(rng, [5, 16, 6], ("relu", "identity"), dtype,
-                inputs=[("a", 2), ("b", 3)], outputs=[("p", 4), ("q", 2)],
-                **({"input_quant": [(0.05, 3), (0.1, -2)], "output_quant": [(0.08, 1), (0.02, 0)]}
-                   if dtype == "int8" else {}))
+    model = mlp(
+        rng,
+        [5, 16, 6],
+        ("relu", "identity"),
+        dtype,
+        inputs=[("a", 2), ("b", 3)],
+        outputs=[("p", 4), ("q", 2)],
+        **(
+            {"input_quant": [(0.05, 3), (0.1, -2)], "output_quant": [(0.08, 1), (0.02, 0)]}
+            if dtype == "int8"
+            else {}
+        ),
+    )
     a = rng.standard_normal((1, 2)).astype(np.float32)
     b = rng.standard_normal((1, 3)).astype(np.float32)
     want = model.reference(a, b)
@@ -263,10 +296,23 @@ def test_input_types_are_converted_as_values(raw, dtype, src):
 
 def test_float16_rounding_is_round_to_nearest_even(raw):
     # Identity model of width 1: the output is the input rounded to float16 twice.
-    model = FakeModel([Dense(np.eye(1, dtype=np.float32), np.zeros(1, np.float32))],
-                      dtype="float16")
-    special = [1 + 2**-11, 1 + 3 * 2**-11, 2**-25, 3 * 2**-26, 65520.0, 65519.0, -2**-24,
-               6e-8, 1e-40, np.inf, -np.inf, 0.1]
+    model = FakeModel(
+        [Dense(np.eye(1, dtype=np.float32), np.zeros(1, np.float32))], dtype="float16"
+    )
+    special = [
+        1 + 2**-11,
+        1 + 3 * 2**-11,
+        2**-25,
+        3 * 2**-26,
+        65520.0,
+        65519.0,
+        -(2**-24),
+        6e-8,
+        1e-40,
+        np.inf,
+        -np.inf,
+        0.1,
+    ]
     for v in special + list(np.random.default_rng(4).standard_normal(200) * 1000):
         x = np.array([[v]], np.float32)
         (got,) = raw.infer(model, x)
@@ -276,8 +322,12 @@ def test_float16_rounding_is_round_to_nearest_even(raw):
 
 
 def test_int8_quantize_clips_and_rounds_half_even(raw):
-    model = FakeModel([Dense(np.eye(3, dtype=np.float32), np.zeros(3, np.float32))],
-                      dtype="int8", input_quant=[(0.5, 0)], output_quant=[(0.5, 0)])
+    model = FakeModel(
+        [Dense(np.eye(3, dtype=np.float32), np.zeros(3, np.float32))],
+        dtype="int8",
+        input_quant=[(0.5, 0)],
+        output_quant=[(0.5, 0)],
+    )
     x = np.array([[0.25, 0.75, 1000.0]], np.float32)  # 0.5 -> 0, 1.5 -> 2, clip to 127
     (got,) = raw.infer(model, x)
     np.testing.assert_array_equal(got, [[0.0, 1.0, 63.5]])
@@ -335,11 +385,14 @@ def test_naive_caller_is_truncated_silently_and_counted(raw, fake_rt):
     assert raw.lib.rknn_destroy(ctx) == SUCC
 
 
-@pytest.mark.parametrize(("dtype", "code", "message"), [
-    (np.int64, FAIL, "Normalize does not support for this data type"),
-    (np.int32, FAIL, "Normalize does not support for this data type"),
-    (np.float64, PARAM, "not supported"),
-])
+@pytest.mark.parametrize(
+    ("dtype", "code", "message"),
+    [
+        (np.int64, FAIL, "Normalize does not support for this data type"),
+        (np.int32, FAIL, "Normalize does not support for this data type"),
+        (np.float64, PARAM, "not supported"),
+    ],
+)
 def test_unsupported_input_types(raw, fake_rt, dtype, code, message):
     model = mlp(np.random.default_rng(8), [4, 2], ("identity",), "float16")
     ctx = raw.init(model)
@@ -372,9 +425,16 @@ def test_pass_through_takes_native_bytes(raw):
 
 
 def test_queries_describe_the_model(raw, fake_rt):
-    model = mlp(np.random.default_rng(10), [5, 7, 6], ("relu", "softmax"), "int8",
-                inputs=[("a", 2), ("b", 3)], outputs=[("p", 4), ("q", 2)],
-                input_quant=[(0.05, 3), (0.1, -2)], custom_string='{"classes": [0, 1]}')
+    model = mlp(
+        np.random.default_rng(10),
+        [5, 7, 6],
+        ("relu", "softmax"),
+        "int8",
+        inputs=[("a", 2), ("b", 3)],
+        outputs=[("p", 4), ("q", 2)],
+        input_quant=[(0.05, 3), (0.1, -2)],
+        custom_string='{"classes": [0, 1]}',
+    )
     ctx = raw.init(model, flags=0x2000)
     assert fake_rt.last_init_flags() == 0x2000
     ffi, lib = raw.ffi, raw.lib
@@ -494,16 +554,16 @@ def test_zero_copy_matches_reference(raw, fake_rt, dtype, io_type):
     ia, oa = raw.attr(ctx, "native_input"), raw.attr(ctx, "native_output")
     want_type = FLOAT32 if io_type == "float32" else None
     imem, _, code_in = bind(raw, ctx, "native_input", 0, max(ia.size_with_stride, 16), want_type)
-    omem, _, code_out = bind(raw, ctx, "native_output", 0, max(oa.size_with_stride, 12),
-                             want_type)
+    omem, _, code_out = bind(raw, ctx, "native_output", 0, max(oa.size_with_stride, 12), want_type)
     assert (code_in, code_out) == (SUCC, SUCC)
     live = fake_rt.live()["mems"]
     x = rng.standard_normal((1, 4)).astype(np.float32)
     scale, zp = model.input_quant[0]
     for _ in range(3):
         if np_type is np.int8:
-            view(raw, imem, np.int8, 4)[:] = np.clip(np.round(x / np.float32(scale)) + zp, -128,
-                                                     127).astype(np.int8)[0]
+            view(raw, imem, np.int8, 4)[:] = np.clip(
+                np.round(x / np.float32(scale)) + zp, -128, 127
+            ).astype(np.int8)[0]
         else:
             view(raw, imem, np_type, 4)[:] = x[0]
         assert raw.lib.rknn_mem_sync(ctx, imem, 1) == SUCC
@@ -522,8 +582,9 @@ def test_zero_copy_matches_reference(raw, fake_rt, dtype, io_type):
 
 
 def test_zero_copy_errors(raw, fake_rt):
-    model = mlp(np.random.default_rng(14), [4, 8, 3], ("relu", "identity"), "float16",
-                batch_sizes=(1, 16))
+    model = mlp(
+        np.random.default_rng(14), [4, 8, 3], ("relu", "identity"), "float16", batch_sizes=(1, 16)
+    )
     ffi, lib = raw.ffi, raw.lib
     ctx = raw.init(model)
     # Too small for float32 (16 bytes needed): refused and counted.
@@ -588,7 +649,7 @@ def test_mem_from_fd_and_phys(raw, fake_rt):
         offset = 4096 + 128  # not page aligned: the runtime must handle it
         os.ftruncate(fd, offset + 64)
         with mmap.mmap(fd, offset + 64) as shared:
-            shared[offset:offset + 16] = x.tobytes()
+            shared[offset : offset + 16] = x.tobytes()
             imem = lib.rknn_create_mem_from_fd(ctx, fd, ffi.NULL, 64, offset)
             assert imem != ffi.NULL and imem.fd == fd and imem.offset == offset
             assert fake_rt.live()["mems"] >= 1
@@ -604,7 +665,7 @@ def test_mem_from_fd_and_phys(raw, fake_rt):
             assert lib.rknn_run(ctx, ffi.NULL) == SUCC
             np.testing.assert_allclose(out[:2], model.reference(x)[0][0])
             x2 = x * 2
-            shared[offset:offset + 16] = x2.tobytes()  # the producer writes the next frame
+            shared[offset : offset + 16] = x2.tobytes()  # the producer writes the next frame
             assert lib.rknn_run(ctx, ffi.NULL) == SUCC
             np.testing.assert_allclose(out[:2], model.reference(x2)[0][0])
             assert lib.rknn_destroy_mem(ctx, imem) == SUCC
@@ -673,8 +734,9 @@ def test_invalid_and_destroyed_contexts(raw, fake_rt):
 
 
 def test_outputs_get_and_release_errors(raw, fake_rt):
-    model = mlp(np.random.default_rng(19), [4, 3], ("identity",), "float32",
-                outputs=[("a", 1), ("b", 2)])
+    model = mlp(
+        np.random.default_rng(19), [4, 3], ("identity",), "float32", outputs=[("a", 1), ("b", 2)]
+    )
     ffi, lib = raw.ffi, raw.lib
     ctx = raw.init(model)
     assert raw.set_inputs(ctx, np.ones((1, 4), np.float32)) == SUCC
@@ -710,8 +772,15 @@ def test_outputs_get_and_release_errors(raw, fake_rt):
 
 
 def test_corrupt_models_are_refused_without_crashing(raw, fake_rt):
-    model = mlp(np.random.default_rng(20), [3, 4, 2], ("relu", "softmax"), "int8",
-                inputs=[("a", 1), ("b", 2)], batch_sizes=(1, 2), custom_string="hi")
+    model = mlp(
+        np.random.default_rng(20),
+        [3, 4, 2],
+        ("relu", "softmax"),
+        "int8",
+        inputs=[("a", 1), ("b", 2)],
+        batch_sizes=(1, 2),
+        custom_string="hi",
+    )
     blob = model.to_bytes()
     ffi, lib = raw.ffi, raw.lib
     ctx = ffi.new("rknn_context*")
@@ -849,8 +918,10 @@ def test_runs_proceed_in_parallel_and_sharing_a_context_is_detected(raw, fake_rt
     fake_rt.set_run_delay(30000, jitter_us=1000)
 
     def run_all(targets, codes):
-        pool = [threading.Thread(target=lambda h=h: codes.append(raw.lib.rknn_run(h, raw.ffi.NULL)))
-                for h in targets]
+        pool = [
+            threading.Thread(target=lambda h=h: codes.append(raw.lib.rknn_run(h, raw.ffi.NULL)))
+            for h in targets
+        ]
         for t in pool:
             t.start()
         for t in pool:

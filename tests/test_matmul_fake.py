@@ -96,8 +96,12 @@ def test_rk3588_native_layouts(raw: Raw, mm_type: int, a_sub: int, b_tile: tuple
     np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64))
     # The runtime's converter produces the same native B.
     out = np.zeros(k * n, ab)
-    assert raw.lib.rknn_B_normal_layout_to_native_layout(
-        ffi.from_buffer(b), ffi.from_buffer(out), k, n, raw.info(m, k, n, mm_type)) == 0
+    assert (
+        raw.lib.rknn_B_normal_layout_to_native_layout(
+            ffi.from_buffer(b), ffi.from_buffer(out), k, n, raw.info(m, k, n, mm_type)
+        )
+        == 0
+    )
     np.testing.assert_array_equal(out, native_b)
 
 
@@ -106,8 +110,12 @@ def test_rk3588_native_b_is_split_in_8192_row_segments(raw: Raw) -> None:
     b = (np.arange(k * n) % 2039).astype(np.float16).reshape(k, n)  # exact in float16
     out = np.zeros(k * n, np.float16)
     info = raw.info(1, k, n, FP16)
-    assert raw.lib.rknn_B_normal_layout_to_native_layout(
-        ffi.from_buffer(b), ffi.from_buffer(out), k, n, info) == 0
+    assert (
+        raw.lib.rknn_B_normal_layout_to_native_layout(
+            ffi.from_buffer(b), ffi.from_buffer(out), k, n, info
+        )
+        == 0
+    )
 
     def tiles(part: np.ndarray) -> np.ndarray:
         kk = part.shape[0]

@@ -52,8 +52,8 @@ def test_header_is_c_compilable_after_stdint_and_rknn_api(tmp_path: Path) -> Non
     checks = " + ".join(f"sizeof({s})" for s in sorted(STRUCTS))
     total = sum(STRUCTS[s]["size"] for s in STRUCTS)
     src.write_text(
-        "#include <stdint.h>\n#include \"rknn_api.h\"\n#include \"rknn_matmul_api.h\"\n"
-        f"_Static_assert({checks} == {total}, \"layout\");\nint main(void) {{ return 0; }}\n"
+        '#include <stdint.h>\n#include "rknn_api.h"\n#include "rknn_matmul_api.h"\n'
+        f'_Static_assert({checks} == {total}, "layout");\nint main(void) {{ return 0; }}\n'
     )
     result = subprocess.run(
         [cc, "-std=c11", "-Wall", "-Werror", f"-I{REPO / 'native_headers'}", "-c", str(src),

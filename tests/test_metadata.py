@@ -191,9 +191,7 @@ def test_custom_string_drops_optional_parts_in_documented_order():
         feature_names_in=(long, "b", "c", "d"),
     )
     parsed = ModelMetadata.from_custom_string(meta.to_custom_string())
-    dropped = [
-        k for k in CUSTOM_STRING_DROP_ORDER if getattr(parsed, k) != getattr(meta, k)
-    ]
+    dropped = [k for k in CUSTOM_STRING_DROP_ORDER if getattr(parsed, k) != getattr(meta, k)]
     assert dropped == ["verification", "versions", "feature_names_in"]
     assert parsed.estimator == "MLPClassifier" and parsed.target_platform == "rk3588"
     # Only what had to go went: verification alone would have been enough here.
@@ -227,8 +225,12 @@ def test_custom_string_empty_or_garbage_names_source():
 
 # --- scirknn ---------------------------------------------------------------------
 def test_scirknn_multiclass_sidecar():
-    data = {"input_shape": [1, 64], "output_shape": [1, 10], "classes": list(range(10)),
-            "mode": "classifier"}
+    data = {
+        "input_shape": [1, 64],
+        "output_shape": [1, 10],
+        "classes": list(range(10)),
+        "mode": "classifier",
+    }
     meta = ModelMetadata.from_json(json.dumps(data), source="digits.rknn.json")
     assert meta.task == "classifier" and meta.outputs == "probabilities"
     assert meta.classes == tuple(range(10)) and meta.n_features_in == 64
@@ -236,8 +238,12 @@ def test_scirknn_multiclass_sidecar():
 
 
 def test_scirknn_binary_and_regressor_and_null_batch():
-    binary = {"input_shape": [None, 2], "output_shape": [None, 1], "classes": ["no", "yes"],
-              "mode": "classifier"}
+    binary = {
+        "input_shape": [None, 2],
+        "output_shape": [None, 1],
+        "classes": ["no", "yes"],
+        "mode": "classifier",
+    }
     meta = ModelMetadata.from_json(json.dumps(binary))
     assert meta.classes == ("no", "yes") and meta.batch_sizes == (1,)
     reg = {"input_shape": [4, 1], "output_shape": [4, 1], "mode": "regressor"}
@@ -248,8 +254,15 @@ def test_scirknn_binary_and_regressor_and_null_batch():
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"input_shape": [1, 2], "output_shape": [1, 3], "classes": [0, 1], "mode": "classifier"},
-         "output width 3 does not fit 2 classes"),
+        (
+            {
+                "input_shape": [1, 2],
+                "output_shape": [1, 3],
+                "classes": [0, 1],
+                "mode": "classifier",
+            },
+            "output width 3 does not fit 2 classes",
+        ),
         ({"input_shape": [1, 2], "output_shape": [1, 2], "mode": "classifier"}, "no 'classes'"),
         ({"input_shape": [1, 2], "output_shape": [1, 1], "mode": "clusterer"}, "mode is"),
         ({"input_shape": [2], "output_shape": [1, 1], "mode": "regressor"}, "input_shape"),

@@ -78,4 +78,3 @@ def test_open_close_cycles_keep_rss_flat(rt) -> None:
     grew = check_flat(rt, open_close_cycles, 200, 1_000)
     assert rt.calls("rknn_init") == rt.calls("rknn_destroy") == 1_200
     print(f"10^3 open/close cycles: RSS {grew / 1024:+.0f} KiB")
-

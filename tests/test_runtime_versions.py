@@ -173,8 +173,9 @@ def test_dynamic_models_are_not_duplicated(rt) -> None:
     """Finding 7: dup() and Pool duplicated dynamic-shape contexts, which the user guide
     (1.5.2, 'Dynamic shape input') says rknn_dup_context does not support."""
     model = mlp((4, 8, 3), batch_sizes=(1, 4))
-    with rkrt.Session(model.to_bytes()) as s, pytest.raises(
-        UnsupportedRuntimeError, match="dynamic-shape.*cannot be duplicated"
+    with (
+        rkrt.Session(model.to_bytes()) as s,
+        pytest.raises(UnsupportedRuntimeError, match="dynamic-shape.*cannot be duplicated"),
     ):
         s.dup()
     with pytest.raises(UnsupportedRuntimeError, match="Pool of 2 contexts.*dynamic-shape"):

@@ -63,29 +63,35 @@ def fitted(name: str):
     if name == "multiclass_str":  # iris, string labels
         X, y = iris.data, iris.target_names[iris.target]
         est = SkMLPClassifier(
-            hidden_layer_sizes=(16,), activation="relu", max_iter=400, random_state=0)
+            hidden_layer_sizes=(16,), activation="relu", max_iter=400, random_state=0
+        )
     elif name == "multiclass_int":
         X, y = make_classification(300, 6, n_informative=4, n_classes=4, random_state=1)
         y = np.array([3, 7, 11, 42])[y]
         est = SkMLPClassifier(
-            hidden_layer_sizes=(12, 8), activation="tanh", max_iter=300, random_state=0)
+            hidden_layer_sizes=(12, 8), activation="tanh", max_iter=300, random_state=0
+        )
     elif name == "binary_bool":
         X, y = make_classification(200, 5, random_state=2)
         est = SkMLPClassifier(
-            hidden_layer_sizes=(10,), activation="logistic", max_iter=300, random_state=0)
+            hidden_layer_sizes=(10,), activation="logistic", max_iter=300, random_state=0
+        )
         y = y.astype(bool)
     elif name == "multilabel":
         X, y = make_multilabel_classification(200, 8, n_classes=3, random_state=3)
         est = SkMLPClassifier(
-            hidden_layer_sizes=(16,), activation="identity", max_iter=300, random_state=0)
+            hidden_layer_sizes=(16,), activation="identity", max_iter=300, random_state=0
+        )
     elif name == "regressor":
         X, y = make_regression(200, 5, noise=0.1, random_state=4)
         est = SkMLPRegressor(
-            hidden_layer_sizes=(16,), activation="relu", max_iter=500, random_state=0)
+            hidden_layer_sizes=(16,), activation="relu", max_iter=500, random_state=0
+        )
     elif name == "regressor_multi":
         X, y = make_regression(200, 5, n_targets=3, noise=0.1, random_state=5)
         est = SkMLPRegressor(
-            hidden_layer_sizes=(16,), activation="tanh", max_iter=500, random_state=0)
+            hidden_layer_sizes=(16,), activation="tanh", max_iter=500, random_state=0
+        )
     elif name == "svc_binary_float":
         X, y = make_classification(200, 4, random_state=6)
         y = np.array([-1.0, 3.0])[y]  # integral floats: scikit-learn takes them as labels
@@ -96,8 +102,7 @@ def fitted(name: str):
     elif name == "dataframe":
         X = pd.DataFrame(iris.data, columns=["sl", "sw", "pl", "pw"])
         y = iris.target
-        est = SkMLPClassifier(
-            hidden_layer_sizes=(8,), max_iter=300, random_state=0)
+        est = SkMLPClassifier(hidden_layer_sizes=(8,), max_iter=300, random_state=0)
     else:
         raise KeyError(name)
     return _fit(est, X, y), X
@@ -263,9 +268,7 @@ def test_lists_ints_float64_and_float16_accepted(fake, tmp_path):
         np.testing.assert_array_equal(
             clf.predict_proba(X_int), clf.predict_proba(X_int.astype(np.float32))
         )
-        np.testing.assert_array_equal(
-            clf.predict_proba(np.asfortranarray(X[::2])), expected[::2]
-        )
+        np.testing.assert_array_equal(clf.predict_proba(np.asfortranarray(X[::2])), expected[::2])
 
 
 _BAD_INPUTS = [
@@ -301,8 +304,9 @@ def test_value_too_large_for_float32_raises(fake, tmp_path):
     est, X = fitted("multiclass_str")
     bad = as_array(X).copy()
     bad[3, 1] = 1e39
-    with rks.MLPClassifier(convert(est, tmp_path / "m.rknn")) as clf, pytest.raises(
-        ValueError, match="too large for dtype"
+    with (
+        rks.MLPClassifier(convert(est, tmp_path / "m.rknn")) as clf,
+        pytest.raises(ValueError, match="too large for dtype"),
     ):
         clf.predict(bad)
 

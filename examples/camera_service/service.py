@@ -180,8 +180,12 @@ def stats(ns: np.ndarray, warmup: int) -> dict[str, float]:
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=2000, help="frames per mode (default 2000)")
-    p.add_argument("--fps", type=float, default=0.0,
-                   help="camera frame rate; 0 (default): next frame as soon as one is done")
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=0.0,
+        help="camera frame rate; 0 (default): next frame as soon as one is done",
+    )
     p.add_argument("--model", help="a .rknn model whose first input takes the frame (board)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     args = p.parse_args(argv)
@@ -247,11 +251,15 @@ def print_report(r: dict[str, Any]) -> None:
             st = r[mode][key]
             row = f"{st['p50']:>9.1f}{st['p99']:>9.1f}{st['mean']:>9.1f}"
             print(f"  {title + ', ' + what:<42}{row}")
-    print(f"ratio bound / run, service time: p50 {r['ratio_service_p50']:.2f}, "
-          f"mean {r['ratio_service_mean']:.2f}; end to end p50 {r['ratio_end_to_end_p50']:.2f}")
-    print(f"RSS growth over the bound run: {r['bound']['rss_growth_kib']:.0f} KiB; results "
-          f"identical in both modes: {r['results_identical']}; caller's fd still open: "
-          f"{r['fd_open_after_close']}")
+    print(
+        f"ratio bound / run, service time: p50 {r['ratio_service_p50']:.2f}, "
+        f"mean {r['ratio_service_mean']:.2f}; end to end p50 {r['ratio_end_to_end_p50']:.2f}"
+    )
+    print(
+        f"RSS growth over the bound run: {r['bound']['rss_growth_kib']:.0f} KiB; results "
+        f"identical in both modes: {r['results_identical']}; caller's fd still open: "
+        f"{r['fd_open_after_close']}"
+    )
     if "live_after" in r:
         print(f"test double after close: live {r['live_after']}, calls {r['calls']}")
 

@@ -9,5 +9,13 @@ from .build import build_library
 from .control import COUNTERS, FakeRuntime
 from .model import ACTIVATIONS, MAGIC, Dense, FakeModel, ImageLayout
 
-__all__ = ["ACTIVATIONS", "COUNTERS", "MAGIC", "Dense", "FakeModel", "FakeRuntime", "ImageLayout",
-           "build_library"]
+__all__ = [
+    "ACTIVATIONS",
+    "COUNTERS",
+    "MAGIC",
+    "Dense",
+    "FakeModel",
+    "FakeRuntime",
+    "ImageLayout",
+    "build_library",
+]

@@ -13,8 +13,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 HEADERS = REPO / "native_headers"
 BASE_FLAGS = (
-    "-std=c11", "-O2", "-shared", "-fPIC", "-pthread", "-fvisibility=hidden",
-    "-Wall", "-Wextra",
+    "-std=c11",
+    "-O2",
+    "-shared",
+    "-fPIC",
+    "-pthread",
+    "-fvisibility=hidden",
+    "-Wall",
+    "-Wextra",
 )
 
 # The runtime releases the double can emulate: the rknn_* functions each one lacks, from the
@@ -24,13 +30,26 @@ BASE_FLAGS = (
 # rknn_matmul_create_dynamic_shape in 2.1.0; its rknn_B_normal_layout_to_native_layout takes
 # 7 arguments, so the double's 5-argument one stands in only to count calls that must never
 # happen). None: the newest release (2.3 and later), every function.
-_MATMUL_2X = ("rknn_B_normal_layout_to_native_layout", "rknn_matmul_set_dynamic_shape",
-              "rknn_matmul_set_quant_params", "rknn_matmul_get_quant_params")
+_MATMUL_2X = (
+    "rknn_B_normal_layout_to_native_layout",
+    "rknn_matmul_set_dynamic_shape",
+    "rknn_matmul_set_quant_params",
+    "rknn_matmul_get_quant_params",
+)
 MISSING: dict[str, tuple[str, ...]] = {
-    "1.5.2": ("rknn_mem_sync", "rknn_create_mem2", "rknn_create_mem_from_mb_blk",
-              "rknn_matmul_create_dynamic_shape", *_MATMUL_2X),
-    "1.6.0": ("rknn_create_mem2", "rknn_create_mem_from_mb_blk",
-              "rknn_matmul_create_dynamic_shape", *_MATMUL_2X),
+    "1.5.2": (
+        "rknn_mem_sync",
+        "rknn_create_mem2",
+        "rknn_create_mem_from_mb_blk",
+        "rknn_matmul_create_dynamic_shape",
+        *_MATMUL_2X,
+    ),
+    "1.6.0": (
+        "rknn_create_mem2",
+        "rknn_create_mem_from_mb_blk",
+        "rknn_matmul_create_dynamic_shape",
+        *_MATMUL_2X,
+    ),
     "2.0.0b0": ("rknn_matmul_create_dynamic_shape",),
 }
 DEFAULT_VERSION = "2.5.0"
@@ -38,8 +57,12 @@ DEFAULT_VERSION = "2.5.0"
 
 def _sources() -> list[Path]:
     # build.py itself: its MISSING table decides what a version build exports.
-    return [*sorted(HERE.glob("*.c")), *sorted(HERE.glob("*.h")), *sorted(HEADERS.glob("*.h")),
-            HERE / "build.py"]
+    return [
+        *sorted(HERE.glob("*.c")),
+        *sorted(HERE.glob("*.h")),
+        *sorted(HEADERS.glob("*.h")),
+        HERE / "build.py",
+    ]
 
 
 def _digest(cc: str, cflags: Sequence[str]) -> str:

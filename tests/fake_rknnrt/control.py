@@ -8,8 +8,16 @@ from pathlib import Path
 import cffi
 
 HEADER = Path(__file__).resolve().parent / "fake_control.h"
-COUNTERS = ("size_mismatch", "mixed_api", "concurrent", "bad_pointer", "matmul_unsafe",
-            "sync_direction", "sync_order", "unsafe")
+COUNTERS = (
+    "size_mismatch",
+    "mixed_api",
+    "concurrent",
+    "bad_pointer",
+    "matmul_unsafe",
+    "sync_direction",
+    "sync_order",
+    "unsafe",
+)
 INPUT_FIELDS = ("type", "size", "buf", "pass_through", "fmt")
 MEM_FIELDS = ("last_sync", "syncs_to_device", "syncs_from_device", "unread_output")
 

@@ -77,8 +77,17 @@ class ImageLayout:
         return (batch, self.c, self.h, self.w)
 
     def to_bytes(self) -> bytes:
-        return struct.pack("<8I", 4, self.c, self.h, self.w, FORMATS[self.fmt],
-                           FORMATS[self.native_fmt], self.w_stride or self.w, self.c2)
+        return struct.pack(
+            "<8I",
+            4,
+            self.c,
+            self.h,
+            self.w,
+            FORMATS[self.fmt],
+            FORMATS[self.native_fmt],
+            self.w_stride or self.w,
+            self.c2,
+        )
 
 
 def _check_tensors(kind: str, tensors: Sequence[tuple[str, int]], total: int) -> list:
@@ -140,8 +149,10 @@ class FakeModel:
         if len(set(names)) != len(names):
             raise ValueError(f"tensor names must be distinct, got {names}")
         self.batch_sizes = tuple(int(b) for b in batch_sizes)
-        if not self.batch_sizes or min(self.batch_sizes) < 1 or len(set(self.batch_sizes)) != len(
-            self.batch_sizes
+        if (
+            not self.batch_sizes
+            or min(self.batch_sizes) < 1
+            or len(set(self.batch_sizes)) != len(self.batch_sizes)
         ):
             raise ValueError(f"batch_sizes must be distinct positive ints, got {batch_sizes}")
         self.input_layouts = list(input_layouts or [None] * len(self.inputs))
@@ -184,8 +195,18 @@ class FakeModel:
     def to_bytes(self) -> bytes:
         """Serialise in the fake runtime's format (little-endian, see README.md)."""
         version = VERSION_LAYOUTS if any(self.input_layouts) else VERSION
-        parts = [MAGIC, struct.pack("<6I", version, DTYPES[self.dtype], len(self.inputs),
-                                    len(self.outputs), len(self.layers), len(self.batch_sizes))]
+        parts = [
+            MAGIC,
+            struct.pack(
+                "<6I",
+                version,
+                DTYPES[self.dtype],
+                len(self.inputs),
+                len(self.outputs),
+                len(self.layers),
+                len(self.batch_sizes),
+            ),
+        ]
         parts.append(struct.pack(f"<{len(self.batch_sizes)}I", *self.batch_sizes))
         for tensors, quant in ((self.inputs, self.input_quant), (self.outputs, self.output_quant)):
             for k, ((name, width), (scale, zp)) in enumerate(zip(tensors, quant)):
@@ -252,7 +273,7 @@ class FakeModel:
                 h = h.astype(np.float16).astype(np.float32)
         outs, start = [], 0
         for (_, width), (scale, zp) in zip(self.outputs, self.output_quant):
-            outs.append(self._native(h[:, start:start + width], scale, zp))
+            outs.append(self._native(h[:, start : start + width], scale, zp))
             start += width
         return outs
 
