@@ -5,7 +5,7 @@
  * and a C compiler (the test-double runtime includes it). cffi accepts no
  * preprocessor directives other than integer #defines, so a C includer must
  * include <stdint.h> first. Sizes and offsets are checked against the official
- * header's layout by tests/test_layout.py.
+ * header's layout by tests/test_rkrt/test_layout.py.
  */
 
 #define RKNN_SUCC                                0

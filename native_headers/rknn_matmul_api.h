@@ -6,7 +6,7 @@
  * loads it on top of rknn_api.h) and a C compiler (the test-double runtime).
  * No preprocessor directives other than integer #defines: a C includer must
  * include <stdint.h> and rknn_api.h first. Sizes, offsets and enum values are
- * checked against the official header's layout by tests/test_matmul_layout.py.
+ * checked against the official header's layout by tests/test_rkrt/test_matmul_layout.py.
  */
 
 /* Limits written in the official header; the runtime itself does not check them. */

@@ -26,11 +26,10 @@ if TYPE_CHECKING:
     from .external import ExternalMemory, Key
 
 _NULL = ffi.NULL
-_CAST_MODES = CAST_MODES
 _FLAG_NO_RENICE = DEFINES["RKNN_FLAG_DISABLE_PROC_HIGH_PRIORITY"]
 _FLAG_PERF = DEFINES["RKNN_FLAG_COLLECT_PERF_MASK"]
 
-Model = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
+Model = Union[PathLike, bytes, bytearray, memoryview]
 
 
 def _read_model(model: Model) -> bytes | memoryview:
@@ -77,8 +76,8 @@ class Session:
         cast: Optional[str] = None,
         soc: Optional[str] = None,
     ) -> None:
-        if cast not in _CAST_MODES:
-            raise ValueError(f"cast must be one of {_CAST_MODES}, not {cast!r}")
+        if cast not in CAST_MODES:
+            raise ValueError(f"cast must be one of {CAST_MODES}, not {cast!r}")
         soc = detect_soc(soc)
         mask = validate_mask(core_mask, soc)
         data = _read_model(model)
@@ -123,8 +122,8 @@ class Session:
                             "; from cffi pass ctx[0] of an rknn_context*")  # fmt: skip
         if not 0 < handle < 2**64:
             raise ValueError(f"handle {handle} is not an rknn_context (expected 1..2**64-1)")
-        if cast not in _CAST_MODES:
-            raise ValueError(f"cast must be one of {_CAST_MODES}, not {cast!r}")
+        if cast not in CAST_MODES:
+            raise ValueError(f"cast must be one of {CAST_MODES}, not {cast!r}")
         soc = detect_soc(soc)
         runtime = load(library)
         session = cls.__new__(cls)

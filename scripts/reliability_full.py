@@ -4,7 +4,7 @@
 
 Fault sweep over every scenario, 8 threads x 10^4 Pool runs with random delays, 10^6 run calls
 and 10^4 open/close cycles with RSS measured after warm-up, and atheris over the metadata
-parser. Uses the same workloads as tests/test_reliability_*.py against the test double.
+parser. Uses the same workloads as tests/test_rkrt/test_reliability_*.py against the test double.
 Exits non-zero if any check fails.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "test_rkrt"))  # the workloads: test_reliability_*.py
 
 from fake_rknnrt import FakeRuntime  # noqa: E402
 from rkrt_support import NO_LEAKS, library  # noqa: E402

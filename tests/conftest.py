@@ -1,14 +1,19 @@
-"""Suite-wide markers: `toolkit` tests need rknn-toolkit2, `board` tests a real NPU."""
+"""Suite-wide markers (`toolkit` tests need rknn-toolkit2, `board` tests a real NPU) and the
+fixtures every folder uses, each under one name: `fake_so`, `rt`, `private_rt`."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
+import shutil
 from pathlib import Path
+from typing import Iterator
 
 import crash_isolation
 import pytest
-from crash_isolation import _planted_segfault  # noqa: F401  (an autouse fixture)
+from fake_rknnrt import FakeRuntime
+from rkrt_support import NO_LEAKS, library
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parents[1]
@@ -67,15 +72,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-    return crash_isolation.run_isolated(item)
+    return crash_isolation.run_isolated(item, nextitem)
+
+
+@pytest.fixture(autouse=True)
+def _planted_segfault(request: pytest.FixtureRequest) -> None:
+    crash_isolation.plant_segfault(request.node.nodeid)
 
 
 @pytest.fixture(scope="session")
-def fake_so():
+def fake_so() -> Iterator[Path]:
     """Path of the test-double librknnrt.so; RKRT_LIBRARY points at it for the session."""
-    from fake_rknnrt import build_library
-
-    path = build_library()
+    path = library()
     previous = os.environ.get("RKRT_LIBRARY")
     os.environ["RKRT_LIBRARY"] = str(path)
     yield path
@@ -85,11 +93,33 @@ def fake_so():
         os.environ["RKRT_LIBRARY"] = previous
 
 
-@pytest.fixture
-def fake_rt(fake_so):
-    """FakeRuntime over the session's test double, reset before the test."""
-    from fake_rknnrt import FakeRuntime
+def _reached(path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeRuntime:
+    """The double at `path`, the one rkrt loads for this test (RKRT_SOC unset), reset."""
+    monkeypatch.setenv("RKRT_LIBRARY", str(path))
+    monkeypatch.delenv("RKRT_SOC", raising=False)
+    runtime = FakeRuntime(path)
+    runtime.reset()
+    return runtime
 
-    rt = FakeRuntime(fake_so)
-    rt.reset()
-    return rt
+
+@pytest.fixture
+def rt(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRuntime]:
+    """The fake runtime, reached through RKRT_LIBRARY; afterwards nothing may be left live
+    and no misuse may have been counted (tests that provoke misuse reset before returning)."""
+    runtime = _reached(library(), monkeypatch)
+    yield runtime
+    gc.collect()
+    assert runtime.live() == NO_LEAKS
+    assert runtime.counter("unsafe") == 0
+
+
+@pytest.fixture
+def private_rt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRuntime]:
+    """A private copy of the double (its own live counters), reached through RKRT_LIBRARY,
+    for tests that leave objects live on purpose (a memory block whose free was refused can
+    never be freed): they must not show up in other tests. No misuse may be counted."""
+    copy = tmp_path / "librknnrt.so"
+    shutil.copy(library(), copy)
+    runtime = _reached(copy, monkeypatch)
+    yield runtime
+    assert runtime.counter("unsafe") == 0

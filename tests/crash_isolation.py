@@ -38,7 +38,7 @@ def mark(config: pytest.Config, items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.isolated)
 
 
-def run_isolated(item: pytest.Item) -> bool | None:
+def run_isolated(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """pytest_runtest_protocol for `isolated` items: run in a fork, report in the parent."""
     if item.get_closest_marker("isolated") is None:
         return None
@@ -46,6 +46,14 @@ def run_isolated(item: pytest.Item) -> bool | None:
     hook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     for report in _forked_reports(item):
         hook.pytest_runtest_logreport(report=report)
+    # The parent still holds what earlier in-process tests set up (a folder, a module): end
+    # what nextitem does not share, as pytest's own teardown would, or the next in-process
+    # test of another folder finds "previous item was not torn down properly".
+    call = pytest.CallInfo.from_call(
+        lambda: item.session._setupstate.teardown_exact(nextitem), "teardown"
+    )
+    if call.excinfo is not None:
+        hook.pytest_runtest_logreport(report=hook.pytest_runtest_makereport(item=item, call=call))
     hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
 
@@ -79,7 +87,7 @@ def _forked_reports(item: pytest.Item) -> list[pytest.TestReport]:
                               f"{item.nodeid}: the test process {why}", "call")]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _planted_segfault(request: pytest.FixtureRequest) -> None:
-    if os.environ.get(PLANT_SEGFAULT) == request.node.nodeid:
+def plant_segfault(nodeid: str) -> None:
+    """Segfault now if PLANT_SEGFAULT names this test (conftest.py calls it before each)."""
+    if os.environ.get(PLANT_SEGFAULT) == nodeid:
         ctypes.string_at(0)  # reads address 0: SIGSEGV

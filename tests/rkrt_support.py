@@ -1,16 +1,17 @@
-"""Shared helpers of the rkrt binding tests: the test-double runtime and small fake models."""
+"""Shared helpers of the rkrt binding tests: the test double's path, small fake models, inputs.
+
+The fixtures (`rt`, `private_rt`, `fake_so`) are in conftest.py.
+"""
 
 from __future__ import annotations
 
 import functools
-import gc
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
-import pytest
-from fake_rknnrt import Dense, FakeModel, FakeRuntime, build_library
+from fake_rknnrt import Dense, FakeModel, build_library
 
 NO_LEAKS = {"contexts": 0, "mems": 0, "outputs": 0}
 
@@ -52,18 +53,3 @@ def inputs_for(model: FakeModel, batch: int | None = None, seed: int = 1) -> lis
 
 def tolerance(dtype: str) -> dict[str, float]:
     return {"rtol": 2e-2, "atol": 2e-3} if dtype != "float32" else {"rtol": 1e-5, "atol": 1e-6}
-
-
-@pytest.fixture
-def rt(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRuntime]:
-    """The fake runtime, reached through RKRT_LIBRARY; afterwards nothing may be left live
-    and no misuse may have been counted (tests that provoke misuse reset before returning)."""
-    path = library()
-    monkeypatch.setenv("RKRT_LIBRARY", str(path))
-    monkeypatch.delenv("RKRT_SOC", raising=False)
-    runtime = FakeRuntime(path)
-    runtime.reset()
-    yield runtime
-    gc.collect()
-    assert runtime.live() == NO_LEAKS
-    assert runtime.counter("unsafe") == 0

@@ -1,0 +1,120 @@
+"""The benchmark entry points run end to end for a few iterations (no timing is asserted).
+
+The emulated aarch64 lane (qemu + an arm64 CPython + RKNNLite) needs a download of ~100 MB
+the first time, so outside CI this suite only uses it when a previous `make bench` (or
+`python bench/aarch64_lane.py`) left it cached in .cache/aarch64/; set RKRT_BENCH_BUILD_LANE=1
+to let the test build it. Under CI=true it always builds (or reuses) the lane and runs: the
+only side-by-side run with the vendor's RKNNLite must not skip there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import aarch64_lane
+import pytest
+import run_all
+from report import LINE_LABELS, overhead_ratio, target_checks
+
+FLOOR_SEQUENCE = {"rknn_inputs_set", "rknn_run", "rknn_outputs_get", "rknn_outputs_release"}
+
+
+def _assert_lane_result(result: dict, lines: set[str]) -> None:
+    assert len(result["models"]) == 2
+    for model in result["models"]:
+        assert set(model["lines"]) == lines
+        for kind, line in model["lines"].items():
+            settings = result["settings"]
+            assert len(line["samples_us"]) == settings["blocks"] * settings["block_calls"]
+            assert 0 < line["median_us"] <= line["p99_us"]
+            calls = line["c_calls_by_function"]
+            # One inference is one rknn_run on every line, whatever else each binding does.
+            assert calls["rknn_run"] == 1.0, (kind, calls)
+            if kind == "floor":
+                assert calls == dict.fromkeys(FLOOR_SEQUENCE, 1.0)
+            if kind in ("run", "bind"):
+                # rkrt queries tensor attributes once at open, never per call.
+                assert "rknn_query" not in calls, (kind, calls)
+        assert {"run/floor", "bind/floor"} <= set(model["ratios"])
+    # Every runtime-allocated output was released and nothing else is left alive.
+    assert result["live_after"] == {"contexts": 0, "mems": 0, "outputs": 0}
+
+
+def test_native_lane_writes_table_json_and_chart(tmp_path: Path, capsys) -> None:
+    assert run_all.main(["--quick", "--native-only", "--results", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    for label in ("raw cffi floor", "rkrt Session.run", "rkrt zero-copy (bind)"):
+        assert label in printed
+    summary = json.loads((tmp_path / "bench.json").read_text())
+    ((lane, result),) = summary["lanes"].items()
+    assert lane.endswith("native")
+    _assert_lane_result(result, {"floor", "run", "bind"})
+    assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _lane_or_skip() -> aarch64_lane.Lane:
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if in_ci or os.environ.get("RKRT_BENCH_BUILD_LANE") == "1":
+        return aarch64_lane.ensure_lane()
+    lane = aarch64_lane.cached_lane()
+    if lane is None:
+        pytest.skip(
+            "the emulated aarch64 lane is not built (needs qemu-user-static and a cached "
+            ".cache/aarch64/); run `make bench` once or set RKRT_BENCH_BUILD_LANE=1"
+        )
+    return lane
+
+
+def test_emulated_lane_runs_rknnlite_next_to_rkrt(tmp_path: Path) -> None:
+    lane = _lane_or_skip()
+    result = run_all.emulated_lane(True, tmp_path, lane)
+    assert result["environment"]["machine"] == "aarch64"
+    assert result["environment"]["rknn_toolkit_lite2"] == "2.5.0"
+    _assert_lane_result(result, set(LINE_LABELS))
+    for model in result["models"]:
+        assert {"rknnlite/run", "rknnlite/bind"} <= set(model["ratios"])
+
+
+def _result(ratios: dict[str, float], over: dict[str, float], growth: int, calls: int) -> dict:
+    line = {"rss_growth_bytes": growth, "rss_calls": calls}
+    lines = {k: dict(line) for k in ("floor", "run", "bind", "rknnlite")}
+    return {"models": [{"name": "m", "ratios": ratios, "lines": lines, "over_floor_us": over}]}
+
+
+def test_target_checks_judge_against_the_stated_bounds() -> None:
+    good = {"run/floor": 1.4, "bind/floor": 1.1, "rknnlite/run": 12.0, "rknnlite/bind": 25.0}
+    bad = {"run/floor": 1.6, "bind/floor": 1.3, "rknnlite/run": 9.0, "rknnlite/bind": 19.0}
+    # RKNNLite adds 20 us above the floor: rkrt adding 1 us is 20x less, 5 us only 4x.
+    good_over = {"floor": 0.0, "run": 1.0, "bind": 0.5, "rknnlite": 20.0}
+    bad_over = {"floor": 0.0, "run": 5.0, "bind": 2.0, "rknnlite": 20.0}
+    passing = target_checks([("lane", _result(good, good_over, 1000, 100_000))])
+    failing = target_checks([("lane", _result(bad, bad_over, 2 << 20, 100_000))])
+    assert len(passing) == len(failing) == 6
+    assert {v for _, _, v in passing} == {"PASS"}
+    assert {v for _, _, v in failing} == {"FAIL"}
+    # A line within the floor's noise is judged by the noise: a lower bound on its ratio.
+    at_floor = _result(good, {**bad_over, "bind": -0.2}, 0, 100_000)
+    model = at_floor["models"][0]
+    model["over_floor_spread_us"] = {"bind": 0.5}
+    assert overhead_ratio(model, "bind") == (40.0, True)
+    model["over_floor_spread_us"] = {"bind": 2.0}
+    checks = target_checks([("lane", at_floor)])
+    assert [v for t, _, v in checks if "zero-copy" in t and "RKNNLite" in t] == ["FAIL"]
+    short = target_checks([("lane", _result(good, good_over, 2 << 20, 500))])
+    assert [v for t, _, v in short if "RSS" in t] == ["n/a (short)", "n/a (short)"]
+
+
+def test_rss_growth_sees_a_leak_and_no_growth_without_one() -> None:
+    import vendor_compare
+
+    kept: list[bytearray] = []
+
+    def leak() -> None:
+        # 256 KiB, written to so it is resident; far more in total than any free heap.
+        kept.append(bytearray(b"x" * (256 << 10)))
+
+    assert vendor_compare.rss_growth(leak, 64) >= 8 << 20
+    kept.clear()
+    assert vendor_compare.rss_growth(lambda: None, 1000) < 1 << 20

@@ -1,0 +1,34 @@
+"""A test that segfaults fails alone: the rest of the session still runs and reports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from crash_isolation import PLANT_SEGFAULT
+
+REPO = Path(__file__).resolve().parents[2]
+CRASHING = "tests/test_rkrt/test_binding.py::test_native_float16_buffers_need_no_conversion"
+# Before the crash, an in-process test of its folder; after it, an isolated neighbour and an
+# in-process test of another folder (what the parent had set up must end before it).
+BEFORE = "tests/test_rkrt/test_session.py::test_specs_describe_the_model"
+AFTER = (
+    "tests/test_rkrt/test_external.py::test_from_phys_uses_the_callers_mapping",
+    "tests/test_fake_rknnrt/test_fake_runtime.py::test_queries_describe_the_model",
+)
+
+
+def test_planted_segfault_fails_only_its_test() -> None:
+    env = {**os.environ, PLANT_SEGFAULT: CRASHING}
+    nodes = (BEFORE, CRASHING, *AFTER)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *nodes],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = proc.stdout
+    assert proc.returncode == 1, out[-3000:] + proc.stderr[-2000:]
+    assert f"FAILED {CRASHING}" in out, out[-3000:]
+    assert "crashed with SIGSEGV" in out, out[-3000:]
+    assert "1 failed, 3 passed" in out, out[-3000:]
