@@ -20,15 +20,18 @@ AFTER = (
 )
 
 
-def test_planted_segfault_fails_only_its_test() -> None:
+def test_planted_segfault_fails_only_its_test(tmp_path: Path) -> None:
     env = {**os.environ, PLANT_SEGFAULT: CRASHING}
-    nodes = (BEFORE, CRASHING, *AFTER)
+    # Run from elsewhere: `python -m` puts the working directory on sys.path, which in the
+    # installed-wheel lane would import the source tree (conftest.py refuses that).
+    ids = [str(REPO / node) for node in (BEFORE, CRASHING, *AFTER)]
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *nodes],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *ids],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     out = proc.stdout
     assert proc.returncode == 1, out[-3000:] + proc.stderr[-2000:]
-    assert f"FAILED {CRASHING}" in out, out[-3000:]
+    failed = [line for line in out.splitlines() if line.startswith("FAILED ")]
+    assert len(failed) == 1 and failed[0].endswith(CRASHING), out[-3000:]
     assert "crashed with SIGSEGV" in out, out[-3000:]
     assert "1 failed, 3 passed" in out, out[-3000:]
