@@ -85,7 +85,7 @@ def measure(shape: tuple[int, int, int], blocks: int, block_calls: int,
         mm.set_b(w)
         binding = mm.bind()
         tile = mm._tiles[0]
-        run_c, handle = tile.run, tile.handle
+        run_c, handle = tile._run, tile.handle  # the bare rknn_matmul_run
 
         def bind_call() -> None:
             binding.a[...] = x

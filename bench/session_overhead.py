@@ -104,7 +104,7 @@ def make_lines(library: Path, blob: bytes, x: np.ndarray) -> tuple[dict[str, Cal
     lib = ffi.dlopen(str(library))
     floor, floor_alloc = RawFloor(lib, blob, x, True), RawFloor(lib, blob, x, False)
     s_run, s_out, s_bind, s_fp16 = (rkrt.Session(blob, library=library) for _ in range(4))
-    b32, b16 = s_bind.bind(), s_fp16.bind(input_dtype=None, output_dtype=None)
+    b32, b16 = s_bind.bind(input_dtype=np.float32), s_fp16.bind(input_dtype=None, output_dtype=None)
     x16 = x.astype(np.float16)
     run, run_out, y = s_run.run, s_out.run, [np.empty((1, 3), np.float32)]
     in32, out32, run32 = b32.inputs[0], b32.outputs, b32.run

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
         RKNNError,
         RuntimeNotFoundError,
         ShapeError,
+        UnsupportedRuntimeError,
     )
+    from .library import RuntimeInfo, runtime_info
     from .matmul import MatMul, MatMulBinding, QuantParams
     from .pool import Pool
     from .session import Session
@@ -45,13 +47,16 @@ _LAZY = {
     "Pool": "pool",
     "QuantParams": "matmul",
     "RKNNError": "errors",
+    "RuntimeInfo": "library",
     "RuntimeNotFoundError": "errors",
     "Session": "session",
     "ShapeError": "errors",
     "TensorSpec": "tensor",
+    "UnsupportedRuntimeError": "errors",
     "detect_soc": "cores",
     "external": "",
     "lowlevel": "",
+    "runtime_info": "library",
 }
 
 
@@ -83,11 +88,14 @@ __all__ = [
     "Pool",
     "QuantParams",
     "RKNNError",
+    "RuntimeInfo",
     "RuntimeNotFoundError",
     "Session",
     "ShapeError",
     "TensorSpec",
+    "UnsupportedRuntimeError",
     "detect_soc",
     "external",
     "lowlevel",
+    "runtime_info",
 ]

@@ -10,6 +10,8 @@ from . import external
 from ._ffi import enum, ffi
 from .context import Context
 from .errors import ClosedError, DTypeError, ShapeError, check
+from .io_layout import Layout, plan
+from .library import MEM_SYNC_MINIMUM
 from .tensor import TYPE_OF_NUMPY, TensorSpec
 
 _SYNC = enum("rknn_mem_sync_mode")
@@ -17,16 +19,6 @@ _TO_DEVICE = _SYNC["RKNN_MEMORY_SYNC_TO_DEVICE"]
 _FROM_DEVICE = _SYNC["RKNN_MEMORY_SYNC_FROM_DEVICE"]
 _NULL = ffi.NULL
 _F32 = np.dtype(np.float32)
-
-
-def _same_layout(native: Any, plain: Any) -> bool:
-    """Whether the native attr lays elements out exactly as the plain (logical) one does."""
-    if native.fmt != plain.fmt or native.n_dims != plain.n_dims:
-        return False
-    if any(native.dims[k] != plain.dims[k] for k in range(plain.n_dims)):
-        return False
-    # A padded row (w_stride wider than W) makes a 4-D native layout differ from the plain one.
-    return plain.n_dims < 4 or native.w_stride in (0, plain.dims[2])
 
 
 class IOBinding:
@@ -37,6 +29,12 @@ class IOBinding:
     allocated or copied per call. The arrays are views valid until :meth:`close` (or the
     session's close): copy what you keep. After :meth:`set_input_shapes` re-read both tuples.
     Tensors bound to external memory (see :mod:`rkrt.external`) are views of that memory.
+
+    Inputs are bound in their native type and layout by default (rkrt.io_layout): rows the
+    runtime pads (``w_stride``) stay padded and the view skips them. On a runtime without
+    ``rknn_mem_sync`` (before 1.6.0) runtime memory is used without syncing, as Rockchip's
+    zero-copy demos do (``rknn_run`` flushes and invalidates its own buffers); external
+    memory is refused there.
     """
 
     def __init__(self, context: Context, input_dtype: Optional[np.dtype],
@@ -47,11 +45,16 @@ class IOBinding:
         self._context = ctx = context
         self._lock = ctx.lock
         runtime = ctx.runtime
-        self._sync = runtime.symbol("rknn_mem_sync")
+        has_sync = runtime.has("rknn_mem_sync")
+        self._sync = runtime.symbol("rknn_mem_sync") if has_sync else None
         self._set_io_mem = runtime.symbol("rknn_set_io_mem")
         self._run = runtime.lib.rknn_run
         self._ext_in = external.resolve("input", inputs, ctx.inputs)
         self._ext_out = external.resolve("output", outputs, ctx.outputs)
+        if self._ext_in or self._ext_out:
+            # rkrt's views of external memory need syncing: without rknn_mem_sync the CPU
+            # could read stale cache lines of what the NPU wrote, or the NPU miss its writes.
+            runtime.require(MEM_SYNC_MINIMUM, "rknn_mem_sync", "external memory (rkrt.external)")
         self._imports: dict[Any, external.Imported] = {}  # by mem: what rkrt made for it
         self._in_dtypes = self._resolve("input", input_dtype, ctx.inputs, self._ext_in)
         self._out_dtypes = self._resolve("output", output_dtype, ctx.outputs, self._ext_out)
@@ -102,11 +105,15 @@ class IOBinding:
             ctx.query_attrs(prefix + "NATIVE_OUTPUT_ATTR", ctx.n_out),
         )
 
-    @staticmethod
-    def _bytes_needed(native: Any, plain: Any, dtype: np.dtype, exact: bool) -> int:
-        # External memory is bound in the logical layout, so it holds exactly the elements.
-        elems = int(plain.n_elems) * dtype.itemsize
-        return elems if exact else max(int(native.size_with_stride), elems)
+    def _layouts(self) -> tuple[list[Layout], list[Layout]]:
+        """How each input and output buffer is bound at the current shape."""
+        pin, pout, nin, nout = self._native_attrs()
+        return (
+            [plan(n, p, dt, i in self._ext_in)
+             for i, (n, p, dt) in enumerate(zip(nin, pin, self._in_dtypes))],
+            [plan(n, p, dt, i in self._ext_out)
+             for i, (n, p, dt) in enumerate(zip(nout, pout, self._out_dtypes))],
+        )  # fmt: skip
 
     def _allocate(self) -> None:
         s = self._context
@@ -117,13 +124,9 @@ class IOBinding:
         for shapes in s.shape_sets if s.is_dynamic else (start,):
             if s.is_dynamic:
                 s.switch_shapes(shapes)
-            pin, pout, nin, nout = self._native_attrs()
-            for i, (n, p, dt) in enumerate(zip(nin, pin, self._in_dtypes)):
-                need = self._bytes_needed(n, p, dt, i in self._ext_in)
-                in_sizes[i] = max(in_sizes[i], need)
-            for i, (n, p, dt) in enumerate(zip(nout, pout, self._out_dtypes)):
-                need = self._bytes_needed(n, p, dt, i in self._ext_out)
-                out_sizes[i] = max(out_sizes[i], need)
+            ins, outs = self._layouts()
+            in_sizes = [max(size, lay.nbytes) for size, lay in zip(in_sizes, ins)]
+            out_sizes = [max(size, lay.nbytes) for size, lay in zip(out_sizes, outs)]
         if s.is_dynamic:
             s.switch_shapes(start)
         # Every external region is checked before any memory is created.
@@ -147,41 +150,25 @@ class IOBinding:
         ctx.mems.append(imported.mem)
         return imported.mem
 
-    def _bind_one(self, mem: Any, native: Any, plain: Any, dtype: np.dtype) -> np.ndarray:
-        attr = ffi.new("rknn_tensor_attr*", native[0])
-        rknn_type = TYPE_OF_NUMPY[dtype]
+    def _bind_one(self, mem: Any, layout: Layout) -> np.ndarray:
+        check(self._set_io_mem(self._context.handle, mem, layout.attr), "rknn_set_io_mem")
         imported = self._imports.get(mem)
-        if imported is not None or rknn_type != native.type or not _same_layout(native, plain):
-            # Ask the runtime for the logical layout in the requested type: it converts.
-            attr.fmt, attr.n_dims, attr.type = plain.fmt, plain.n_dims, rknn_type
-            for k in range(plain.n_dims):
-                attr.dims[k] = plain.dims[k]
-            attr.size = attr.size_with_stride = plain.n_elems * dtype.itemsize
-            attr.w_stride = attr.h_stride = 0
-        check(self._set_io_mem(self._context.handle, mem, attr), "rknn_set_io_mem")
-        shape = tuple(int(plain.dims[k]) for k in range(plain.n_dims))
-        if imported is None:
-            data = ffi.buffer(mem.virt_addr, mem.size)
-        else:
-            data = ffi.buffer(ffi.cast("char*", imported.address), mem.size)
-        view = np.frombuffer(data, dtype, count=int(plain.n_elems)).reshape(shape)
+        address = mem.virt_addr if imported is None else imported.address
+        view = layout.view(address, int(mem.size))
         if imported is not None and not imported.writable:
             view.flags.writeable = False  # a read-only mapping: a write would crash
         return view
 
     def _bind_current(self) -> None:
-        pin, pout, nin, nout = self._native_attrs()
-        self.inputs = tuple(
-            self._bind_one(*args) for args in zip(self._in_mems, nin, pin, self._in_dtypes)
-        )
-        self.outputs = tuple(
-            self._bind_one(*args) for args in zip(self._out_mems, nout, pout, self._out_dtypes)
-        )
+        ins, outs = self._layouts()
+        self.inputs = tuple(self._bind_one(m, lay) for m, lay in zip(self._in_mems, ins))
+        self.outputs = tuple(self._bind_one(m, lay) for m, lay in zip(self._out_mems, outs))
 
     # ---- use ----
 
     def run(self) -> None:
-        """Sync the input buffers to the NPU, run, sync the outputs back."""
+        """Sync the input buffers to the NPU, run, sync the outputs back (syncs only where
+        the runtime has rknn_mem_sync)."""
         with self._lock:
             if self._closed or not self.outputs:
                 if self._closed:
@@ -192,6 +179,11 @@ class IOBinding:
                 )
             handle = self._context.handle
             sync = self._sync
+            if sync is None:
+                ret = self._run(handle, _NULL)
+                if ret < 0:
+                    check(ret, "rknn_run")
+                return
             for mem in self._in_mems:
                 ret = sync(handle, mem, _TO_DEVICE)
                 if ret < 0:

@@ -93,6 +93,13 @@ def allowed_masks(soc: Optional[str]) -> Optional[frozenset[CoreMask]]:
     return _SOC_MASKS.get(soc, _SINGLE_CORE)
 
 
+def is_single_core(soc: Optional[str]) -> bool:
+    """True for a known SoC with one NPU core, where the runtime refuses rknn_set_core_mask
+    (RKNN runtime API reference 2.3.2: "It will return the error code if it is set on
+    platform with a single-core NPU architecture"); False when the SoC is unknown."""
+    return soc is not None and soc not in _SOC_MASKS
+
+
 def validate_mask(mask: MaskLike, soc: Optional[str]) -> CoreMask:
     """``mask`` as a CoreMask, or ValueError when ``soc`` cannot honour it."""
     mask = parse_mask(mask)

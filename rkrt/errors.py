@@ -111,6 +111,10 @@ class BusyError(Error, RuntimeError):
     """``block=False`` and the bound on requests in flight (``max_pending``) is reached."""
 
 
+class UnsupportedRuntimeError(Error, RuntimeError):
+    """The loaded librknnrt (its release, or the platform) cannot do what was asked safely."""
+
+
 def check(ret: int, function: str) -> int:
     """Return ``ret`` unchanged unless it is negative, which raises RKNNError."""
     if ret < 0:

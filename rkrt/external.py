@@ -1,42 +1,51 @@
 """External memory: bind a model's tensors to memory that rkrt did not allocate.
 
-Camera, video and C pipelines hand frames around as DMA-BUF file descriptors, physical
-addresses or plain buffers. Describe such memory with :func:`from_fd`, :func:`from_phys` or
-:func:`from_buffer` and bind it in place of runtime-allocated buffers::
+Camera, video and C pipelines hand frames around as DMA-BUF file descriptors; a few have a
+physical (DMA) address. Describe such memory with :func:`from_fd` or :func:`from_phys`, or
+allocate a DMA-BUF yourself with :func:`dma_alloc`, and bind it in place of runtime-allocated
+buffers::
 
     frame = rkrt.external.from_fd(fd, size, offset=4096, dtype=np.uint8)
     with session.bind(inputs={0: frame}) as b:   # bound once
         b.run()            # the NPU reads the frame where the producer wrote it
         y = b.outputs[0]   # outputs not given stay runtime-allocated (float32 by default)
 
+    with rkrt.external.dma_alloc(nbytes) as buf, session.bind(inputs={0: buf.memory()}) as b:
+        b.inputs[0][...] = x   # the CPU writes the DMA-BUF; the NPU reads it
+
 Keys are tensor indexes or names. The element type is the buffer's own (``dtype``): float32
 or the tensor's native type, and for inputs also what the runtime converts itself (uint8
 values, int8 for int8 models). The region is bound in the tensor's logical layout (never the
 NPU's strided native one, which a producer cannot know) and must hold exactly the tensor in
-that type: ``n_elems * itemsize`` bytes (for a dynamic-shape model, of its largest shape, like
-IOBinding's own buffers). Type and size are checked before any memory is created, with the
-same errors as ``Session.run()`` (:class:`rkrt.DTypeError`, :class:`rkrt.ShapeError`).
+that type: ``n_elems * itemsize`` bytes. Type and size are checked before any memory is
+created, with the same errors as ``Session.run()`` (:class:`rkrt.DTypeError`,
+:class:`rkrt.ShapeError`).
 
 Ownership: rkrt never closes the caller's fd and never frees the caller's memory. While bound,
-the binding keeps the caller's object alive (and, for buffers, exported, so a bytearray cannot
-be resized nor an mmap closed under the NPU). Closing the binding destroys only the runtime's
+the binding keeps the caller's object alive. Closing the binding destroys only the runtime's
 ``rknn_tensor_mem`` wrapper and undoes what rkrt itself made (its own mapping of an fd).
 
-How each kind reaches the runtime:
+How each kind reaches the runtime, and what it is for:
 
-- :func:`from_fd`: ``rknn_create_mem_from_fd(ctx, fd, base, size, offset)``. rkrt maps the fd
-  itself (``mmap``, from 0 to ``offset + size``) and passes the mapping's start as ``virt_addr``
-  (the SDK's convention: "virt_addr without offset"); that mapping also backs the binding's
-  numpy view. The runtime imports the fd on its own: a DMA-BUF is shared with the NPU, not
-  copied. An fd opened read-only can only back inputs.
-- :func:`from_phys`: ``rknn_create_mem_from_phys(ctx, phys_addr, virt_addr, size)`` with the
-  caller's physical (DMA) address and CPU mapping, e.g. of a CMA or carveout region.
-- :func:`from_buffer`: any C-contiguous object exporting the buffer protocol (memoryview,
-  bytearray, mmap, ctypes/cffi buffers, numpy arrays) is passed as ``virt_addr`` to
-  ``rknn_create_mem_from_phys`` with ``phys_addr`` 0 (the buffer has no known DMA address),
-  and the runtime uses that pointer in place. The test-double runtime reads it directly; on a
-  board the NPU reaches memory by DMA, so bind memory it can address there (a mapping of
-  DMA-capable memory); for a DMA-BUF prefer :func:`from_fd`, which hands the runtime the fd.
+- :func:`from_fd`: a DMA-BUF from its producer (V4L2 camera, MPP decoder, RGA, a DMA heap).
+  ``rknn_create_mem_from_fd(ctx, fd, base, size, offset)``: rkrt maps the fd itself
+  (``mmap``, from 0 to ``offset + size``) and passes the mapping's start as ``virt_addr`` (the
+  SDK's convention: "virt_addr without offset"); that mapping also backs the binding's numpy
+  view. The NPU driver imports the fd as a DMA-BUF, so anything else (a regular file, a memfd)
+  is refused unless ``require_dmabuf=False`` (for the test double, which maps any fd).
+- :func:`dma_alloc`: a DMA-BUF of your own from ``/dev/dma_heap/<heap>`` (see rkrt.dma_heap),
+  with a writable numpy view; bind ``buf.memory(dtype)``.
+- :func:`from_phys`: ``rknn_create_mem_from_phys(ctx, phys_addr, virt_addr, size)`` for memory
+  whose physical (DMA) address you really have, e.g. a CMA or carveout region from a vendor
+  allocator (the SDK's own example uses the MMZ allocator). The address must be nonzero; rkrt
+  never passes host memory as physical: the NPU reaches memory by DMA, not through the CPU's
+  page tables (RKNN API user guide 1.5.2, zero-copy: memory with only a virtual address can
+  be used with the general API only).
+
+Dynamic-shape models refuse external memory (RKNN API user guide 1.5.2, "Dynamic shape input":
+"It does not support the zero-copy process in which users use external interfaces to allocate
+memory"). On a runtime without ``rknn_mem_sync`` (before 1.6.0) external memory is refused:
+rkrt could not make the CPU's view of it coherent with the NPU's.
 """
 
 from __future__ import annotations
@@ -50,17 +59,18 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 import numpy as np
 
 from ._ffi import ffi
+from .dma_heap import allocate, heaps
 from .errors import DTypeError, ShapeError, created
 from .tensor import TYPE_OF_NUMPY, TensorSpec, accepted_input_dtypes
 
 if TYPE_CHECKING:
     from .library import Runtime
 
+__all__ = ["DmaBuffer", "ExternalMemory", "dma_alloc", "from_fd", "from_phys", "heaps", "is_dmabuf"]
+
 _F32 = np.dtype(np.float32)
 _MAX_SIZE = 2**32 - 1  # the runtime takes uint32 sizes
 _MAX_OFFSET = 2**31 - 1  # and int32 offsets
-# Element types a memoryview's format names without doubt (native or little-endian order).
-_FORMATS = {"f": np.dtype(np.float32), "e": np.dtype(np.float16), "b": np.dtype(np.int8)}
 
 Key = Union[int, str]
 
@@ -84,7 +94,7 @@ def _size(name: str, value: Any, limit: int, minimum: int) -> int:
 class ExternalMemory:
     """A region of memory owned by someone else, to bind to one tensor with Session.bind().
 
-    Made by :func:`from_fd`, :func:`from_phys` or :func:`from_buffer`. It holds no resource
+    Made by :func:`from_fd` or :func:`from_phys`. It holds no resource
     until bound: each binding imports it for itself and undoes that at close.
     ``dtype`` is the buffer's element type, ``nbytes`` the region's size, ``writable`` whether
     it can receive an output.
@@ -104,11 +114,9 @@ class ExternalMemory:
     def _import(self, runtime: Runtime, handle: int) -> Imported:
         if self.kind == "fd":
             return _import_fd(runtime, handle, self)
-        if self.kind == "phys":
-            phys, virt = self._source
-            return Imported(_create_phys(runtime, handle, phys, ffi.cast("void*", virt), self),
-                            virt, self.writable)  # fmt: skip
-        return _import_buffer(runtime, handle, self)
+        phys, virt = self._source
+        return Imported(_create_phys(runtime, handle, phys, ffi.cast("void*", virt), self),
+                        virt, self.writable)  # fmt: skip
 
 
 class Imported:
@@ -153,29 +161,24 @@ def _import_fd(runtime: Runtime, handle: int, ext: ExternalMemory) -> Imported:
     return Imported(mem, address, ext.writable, base, mapping)
 
 
-def _import_buffer(runtime: Runtime, handle: int, ext: ExternalMemory) -> Imported:
-    (obj,) = ext._source
-    pointer = ffi.from_buffer(obj)  # an export: obj stays alive and cannot be resized
+def is_dmabuf(fd: int) -> bool:
+    """Whether ``fd`` is a DMA-BUF: its /proc/self/fd link reads "/dmabuf:<name>" (Linux >= 5.x)
+    or "anon_inode:dmabuf" (older kernels)."""
     try:
-        address = int(ffi.cast("uintptr_t", pointer))
-        if address % ext.dtype.itemsize:
-            raise ValueError(
-                f"a {type(obj).__name__} at address {address:#x} is not aligned for "
-                f"{ext.dtype} ({ext.dtype.itemsize} bytes); the runtime reads it in place, so "
-                "allocate it aligned (e.g. np.empty(..., dtype))"
-            )
-        mem = _create_phys(runtime, handle, 0, pointer, ext)
-    except BaseException:
-        ffi.release(pointer)
-        raise
-    return Imported(mem, address, ext.writable, pointer)
+        link = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return False
+    return link.startswith(("/dmabuf:", "anon_inode:dmabuf"))
 
 
-def from_fd(fd: int, size: int, *, offset: int = 0, dtype: Any = np.float32) -> ExternalMemory:
-    """``size`` bytes at ``offset`` of a DMA-BUF (or any mappable) file descriptor.
+def from_fd(fd: int, size: int, *, offset: int = 0, dtype: Any = np.float32,
+            require_dmabuf: bool = True) -> ExternalMemory:  # fmt: skip
+    """``size`` bytes at ``offset`` of a DMA-BUF file descriptor.
 
     ``dtype`` is the element type stored there (e.g. np.uint8 for camera pixels). The fd
-    stays the caller's: rkrt never closes it, and it may be closed once bound.
+    stays the caller's: rkrt never closes it, and it may be closed once bound. An fd that is
+    not a DMA-BUF is refused (the NPU driver imports DMA-BUFs only); ``require_dmabuf=False``
+    lets any mappable fd through, for runtimes that map it themselves (the test double).
     """
     fd = _size("fd", fd, 2**31 - 1, 0)
     size = _size("size", size, _MAX_SIZE, 1)
@@ -185,6 +188,16 @@ def from_fd(fd: int, size: int, *, offset: int = 0, dtype: Any = np.float32) -> 
         mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
     except OSError as exc:
         raise ValueError(f"fd {fd} is not an open file descriptor ({exc.strerror})") from None
+    if require_dmabuf and not is_dmabuf(fd):
+        try:
+            what = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            what = "unknown"
+        raise ValueError(
+            f"fd {fd} ({what}) is not a DMA-BUF: the NPU imports DMA-BUFs only. Pass the "
+            "producer's DMA-BUF fd (camera, decoder, RGA) or allocate one with "
+            "rkrt.external.dma_alloc(); require_dmabuf=False accepts it anyway"
+        )
     # A DMA-BUF reports its buffer size; an empty regular file is too short for anything.
     if (st.st_size or stat.S_ISREG(st.st_mode)) and offset + size > st.st_size:
         raise ValueError(
@@ -199,7 +212,7 @@ def from_phys(phys_addr: int, virt_addr: Any, size: int, *, dtype: Any = np.floa
     """``size`` bytes at physical (DMA) address ``phys_addr``, mapped for the CPU at
     ``virt_addr`` (an int or a cffi pointer). The runtime trusts both: they must describe
     the same memory, alive and unmoved while bound. rkrt never unmaps or frees it."""
-    phys_addr = _size("phys_addr", phys_addr, 2**64 - 1, 0)
+    phys_addr = _size("phys_addr", phys_addr, 2**64 - 1, 1)
     if isinstance(virt_addr, ffi.CData):
         virt_addr = int(ffi.cast("uintptr_t", virt_addr))
     virt_addr = _size("virt_addr", virt_addr, 2**64 - 1, 1)
@@ -207,48 +220,57 @@ def from_phys(phys_addr: int, virt_addr: Any, size: int, *, dtype: Any = np.floa
     return ExternalMemory("phys", _bindable(dtype), size, True, (phys_addr, virt_addr))
 
 
-def from_buffer(obj: Any, *, dtype: Any = None) -> ExternalMemory:
-    """The whole of ``obj``'s buffer, used in place (see the module notes for boards).
+class DmaBuffer:
+    """One DMA-BUF from a DMA heap: ``fd`` (this object's: closed by :meth:`close`), ``nbytes``,
+    and ``array``, a writable uint8 numpy view of the whole buffer for the CPU.
 
-    ``dtype`` defaults to a numpy array's dtype or a typed memoryview's format (float32,
-    float16, int8); untyped bytes (bytearray, mmap, uint8 formats) need it given: np.uint8
-    for pixel values, np.float32 for raw float32 bytes.
+    Bind it with ``session.bind(inputs={0: buf.memory(np.uint8)})``; the binding imports the fd
+    and syncs the CPU's caches around each run where the runtime has ``rknn_mem_sync``.
+    ``array`` (and views of it) stay valid after close(): the mapping lives until the last
+    view is gone.
     """
+
+    def __init__(self, fd: int, nbytes: int, heap: str) -> None:
+        self.fd: Optional[int] = fd
+        self.nbytes = nbytes
+        self.heap = heap
+        self._map = mmap.mmap(fd, nbytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.array = np.frombuffer(self._map, np.uint8)
+
+    def memory(self, dtype: Any = np.float32, *, size: Optional[int] = None,
+               offset: int = 0) -> ExternalMemory:  # fmt: skip
+        """The region ``[offset, offset + size)`` (default: to the end) as external memory."""
+        if self.fd is None:
+            raise ValueError("this DmaBuffer is closed; allocate a new one")
+        size = self.nbytes - offset if size is None else size
+        return from_fd(self.fd, size, offset=offset, dtype=dtype)
+
+    def close(self) -> None:
+        """Close the fd (a binding that imported it keeps its own reference)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> DmaBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.fd is None else f"fd {self.fd}"
+        return f"<rkrt.external.DmaBuffer {self.nbytes} bytes from {self.heap!r} ({state})>"
+
+
+def dma_alloc(nbytes: int, heap: str = "system") -> DmaBuffer:
+    """``nbytes`` of DMA-BUF from the DMA heap ``heap`` (see rkrt.dma_heap.allocate), with a
+    writable numpy view; bind ``buf.memory(dtype)``. OSError where there is no such heap."""
+    fd = allocate(nbytes, heap)
     try:
-        view = memoryview(obj)
-    except TypeError:
-        raise TypeError(
-            f"{type(obj).__name__} does not export the buffer protocol; pass a numpy array, "
-            "memoryview, bytearray, mmap or ctypes/cffi buffer"
-        ) from None
-    with view:
-        if not view.c_contiguous:
-            raise ValueError(
-                f"the {type(obj).__name__} is not C-contiguous; the runtime reads it in place "
-                "as one block, so bind a contiguous buffer (np.ascontiguousarray copies)"
-            )
-        nbytes, readonly, fmt = view.nbytes, view.readonly, view.format
-    if isinstance(obj, np.ndarray):
-        if dtype is not None and np.dtype(dtype) != obj.dtype:
-            raise DTypeError(
-                f"the array holds {obj.dtype}, not {np.dtype(dtype)}; drop dtype= or pass "
-                f"arr.view({np.dtype(dtype)})"
-            )
-        dtype = obj.dtype
-    elif dtype is None:
-        dtype = _FORMATS.get(fmt.lstrip("@=<"))
-        if dtype is None:
-            raise DTypeError(
-                f"cannot tell the element type of a {type(obj).__name__} buffer (format "
-                f"{fmt!r}); pass dtype=np.uint8 for pixel values or np.float32 for float bytes"
-            )
-    dt = _bindable(dtype)
-    if nbytes == 0 or nbytes % dt.itemsize:
-        raise ShapeError(
-            f"a buffer of {nbytes} bytes does not hold a whole number of {dt} elements"
-        )
-    _size("the buffer's size", nbytes, _MAX_SIZE, 1)
-    return ExternalMemory("buffer", dt, nbytes, not readonly, (obj,))
+        return DmaBuffer(fd, nbytes, heap)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 # ---- used by IOBinding: which tensor gets which memory, checked against the tensors ----
@@ -277,7 +299,7 @@ def resolve(kind: str, given: Optional[Mapping[Key, ExternalMemory]],
         if not isinstance(ext, ExternalMemory):
             raise TypeError(
                 f"{kind} {key!r}: expected rkrt.external memory, got {type(ext).__name__}; "
-                "wrap it with rkrt.external.from_buffer(...), from_fd(...) or from_phys(...)"
+                "wrap it with rkrt.external.from_fd(...), from_phys(...) or dma_alloc(...).memory()"
             )
         if index in resolved:
             raise ValueError(f"{kind} #{index} is given twice (by index and by name)")

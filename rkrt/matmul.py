@@ -13,6 +13,11 @@ crash. MatMul checks all of it in Python before any C call, and hides the alignm
 - several batch sizes M use one context made with ``rknn_matmul_create_dynamic_shape``;
 - B is converted once to the NPU's native layout by the runtime's own converter
   (``rknn_B_normal_layout_to_native_layout``) and bound once; A and C use the normal layout;
+- the CPU's caches are synced (``rknn_mem_sync``) for A and B before the NPU reads them and
+  for C before the CPU reads it, as IOBinding does for models;
+- runtimes older than 2.1.0 are refused before any matmul call: their ``rknn_matmul_info``
+  (24 bytes in 1.5.2/1.6.0, 64 from 2.0) and ``rknn_B_normal_layout_to_native_layout`` (7
+  arguments in 2.0.0b0, 5 from 2.1.0) differ from the header rkrt is built on;
 - int8 -> int8 (``out_dtype="int8"``, RKNN_INT8_MM_INT8_TO_INT8) requantizes on the NPU with the
   per-layer or per-channel scales and zero points of a :class:`QuantParams`; padded columns of
   B get scale 1 (their results are cropped) and padded columns of A hold A's zero point, so
@@ -36,7 +41,7 @@ from ._matmul_ffi import DEFINES, MatmulRuntime, enum, ffi, matmul_runtime
 from .arguments import PathLike, positive_int
 from .cores import CoreMask, MaskLike, detect_soc, validate_mask
 from .errors import ClosedError, DTypeError, ShapeError, check, created
-from .library import Runtime, load
+from .library import MATMUL_MINIMUM, Runtime, load
 from .tensor import TYPES
 
 MAX_K = DEFINES["RKNN_MATMUL_MAX_K"]
@@ -45,6 +50,9 @@ K_ALIGN = 32
 _MAX_SHAPES = CORE_DEFINES["RKNN_MAX_DYNAMIC_SHAPE_NUM"]
 _MM = enum("rknn_matmul_type")
 _LAYOUT = enum("rknn_matmul_layout")
+_SYNC = enum("rknn_mem_sync_mode")
+_TO_DEVICE = _SYNC["RKNN_MEMORY_SYNC_TO_DEVICE"]
+_FROM_DEVICE = _SYNC["RKNN_MEMORY_SYNC_FROM_DEVICE"]
 _NULL = ffi.NULL
 
 
@@ -343,7 +351,8 @@ class _Tile:
         self.views = {m: (a_all[:m, : k1 - k0], c_all[:m, :n]) for m in sizes}
         self._set_io_mem = mm.symbol("rknn_matmul_set_io_mem")
         self._set_shape = mm.symbol("rknn_matmul_set_dynamic_shape")
-        self.run = mm.symbol("rknn_matmul_run")
+        self._run = mm.symbol("rknn_matmul_run")
+        self._sync = mm.core.symbol("rknn_mem_sync")
         self.current = -1
         self.select(sizes[0])
 
@@ -393,7 +402,21 @@ class _Tile:
         padded[: self.k1 - self.k0, : b.shape[1]] = b[self.k0 : self.k1]
         ret = convert(ffi.from_buffer(padded), self.b_mem.virt_addr, self.kp, self.np_, self.info)
         check(ret, "rknn_B_normal_layout_to_native_layout")
+        check(self._sync(self.handle, self.b_mem, _TO_DEVICE), "rknn_mem_sync")
         self._bind(self.b_mem, self.index[self.current], "B")
+
+    def run(self) -> None:
+        """One NPU matmul on what A holds: A's caches written back first, C's dropped after."""
+        handle = self.handle
+        ret = self._sync(handle, self.a_mem, _TO_DEVICE)
+        if ret < 0:
+            check(ret, "rknn_mem_sync")
+        ret = self._run(handle)
+        if ret < 0:
+            check(ret, "rknn_matmul_run")
+        ret = self._sync(handle, self.c_mem, _FROM_DEVICE)
+        if ret < 0:
+            check(ret, "rknn_mem_sync")
 
 
 class MatMul:
@@ -430,6 +453,9 @@ class MatMul:
         self._quant = quant
         self._core_mask = validate_mask(core_mask, detect_soc(soc))
         runtime: Runtime = load(library)
+        # Before any matmul call: an older runtime would take rkrt's structs with another
+        # layout and crash, or write a corrupt B.
+        runtime.require(MATMUL_MINIMUM, "rknn_matmul_create_dynamic_shape", "rkrt.MatMul")
         mm = matmul_runtime(runtime)
         self._convert = mm.symbol("rknn_B_normal_layout_to_native_layout")
         self._res = _Resources(mm)
@@ -576,9 +602,7 @@ class MatMul:
                 tile.select(m)
                 a_view, c_view = tile.views[m]
                 a_view[...] = a[:, tile.k0 : tile.k1]
-                ret = tile.run(tile.handle)
-                if ret < 0:
-                    check(ret, "rknn_matmul_run")
+                tile.run()
                 if i == 0:
                     np.copyto(out, c_view)
                 else:
@@ -607,9 +631,7 @@ class MatMul:
             self._need_b()
             tile = self._tiles[0]
             tile.select(m)
-            ret = tile.run(tile.handle)
-            if ret < 0:
-                check(ret, "rknn_matmul_run")
+            tile.run()
 
     def close(self) -> None:
         """Free the NPU contexts and memory. Views handed out before must not be used after."""

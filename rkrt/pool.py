@@ -23,7 +23,7 @@ from .arguments import PathLike
 from .batches import run_batch
 from .cores import SOC_CORES, CoreMask, MaskLike, detect_soc, validate_mask
 from .dispatch import Dispatcher
-from .errors import ClosedError
+from .errors import ClosedError, UnsupportedRuntimeError
 from .session import Model, Session
 
 Outputs = list[np.ndarray]
@@ -89,6 +89,13 @@ class Pool:
         first = Session(model, core_mask=masks[0], library=library, soc=soc, **session_options)
         sessions = [first]
         try:
+            if first.is_dynamic and len(masks) > 1:
+                raise UnsupportedRuntimeError(
+                    f"a Pool of {len(masks)} contexts duplicates the first one, which the runtime "
+                    "does not support for dynamic-shape models (RKNN API user guide 1.5.2, "
+                    "'Dynamic shape input'). Pass cores=[one mask], or open one rkrt.Session per "
+                    "core yourself"
+                )
             for mask in masks[1:]:
                 sessions.append(first.dup(core_mask=mask))
         except BaseException:

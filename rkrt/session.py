@@ -17,9 +17,9 @@ from ._ffi import DEFINES, ffi
 from .arguments import PathLike
 from .binding import IOBinding
 from .context import CLOSED, ZERO_COPY, Context
-from .cores import CoreMask, MaskLike, detect_soc, validate_mask
+from .cores import CoreMask, MaskLike, detect_soc, is_single_core, validate_mask
 from .dispatch import Dispatcher
-from .errors import RKNNError, check
+from .errors import RKNNError, UnsupportedRuntimeError, check
 from .general import CAST_MODES, GeneralRunner
 from .library import Runtime, load
 from .tensor import TensorSpec
@@ -59,6 +59,15 @@ def _dtype_or_none(dtype: Any) -> Optional[np.dtype]:
     return None if dtype is None else np.dtype(dtype)
 
 
+# The RKNN API user guide (1.5.2, "Dynamic shape input") lists shared weights among what
+# dynamic-shape models do not support; no later release says otherwise.
+_NO_DYNAMIC_SHARING = (
+    "share_weights= with a dynamic-shape model (several input shapes) is not supported: the "
+    "RKNN API user guide (1.5.2, 'Dynamic shape input') excludes shared weights for such "
+    "models. Open the Session without share_weights= (it loads its own weights)"
+)
+
+
 class Session:
     """An opened .rknn model on one NPU context.
 
@@ -88,6 +97,8 @@ class Session:
             raise TypeError(
                 f"share_weights must be an open rkrt.Session, not {type(share_weights).__name__}"
             )
+        if share_weights is not None and share_weights.is_dynamic:
+            raise UnsupportedRuntimeError(_NO_DYNAMIC_SHARING)
         soc = detect_soc(soc)
         mask = validate_mask(core_mask, soc)
         data = _read_model(model)
@@ -106,6 +117,9 @@ class Session:
                 exc.args = (f"{os.fspath(model)}: {exc.args[0]}",)
             raise
         self._attach(runtime, int(ctx_out[0]), flags, cast, soc, mask)
+        if share_weights is not None and self.is_dynamic:
+            self.close()
+            raise UnsupportedRuntimeError(_NO_DYNAMIC_SHARING)
         if share_weights is not None:
             # Kept open while this one lives: the runtime computes with its weight memory.
             self._weights_of = share_weights
@@ -145,8 +159,8 @@ class Session:
 
         The context must come from the same librknnrt that rkrt loads (``library``, else
         $RKRT_LIBRARY, else the system places). The runtime cannot report a context's core
-        mask or init flags: ``core_mask`` says AUTO until :meth:`set_core_mask`, and perf
-        queries are unavailable.
+        mask or init flags: ``core_mask`` says AUTO until :meth:`set_core_mask`, and
+        :attr:`perf_detail` is unavailable.
         """
         if isinstance(handle, bool) or not isinstance(handle, int):
             raise TypeError(f"handle must be an rknn_context as an int, not {type(handle).__name__}"
@@ -191,6 +205,7 @@ class Session:
         self._sharers: weakref.WeakSet[Session] = weakref.WeakSet()
         self._core_mask = CoreMask.AUTO
         try:
+            runtime.learn_version(handle)
             ctx.describe()
             self._general = GeneralRunner(ctx, cast)
             if mask != CoreMask.AUTO:
@@ -254,8 +269,11 @@ class Session:
 
     @property
     def perf_run(self) -> int:
-        """Duration of the last run in microseconds (needs ``collect_perf=True``)."""
-        self._need_perf()
+        """Duration of the last run in microseconds.
+
+        Answered without ``collect_perf`` (the API reference's RKNN_QUERY_PERF_RUN sample
+        opens the model with flags 0); :attr:`perf_detail` needs it.
+        """
         return int(self._context.query("RKNN_QUERY_PERF_RUN", "rknn_perf_run").run_duration)
 
     @property
@@ -280,9 +298,17 @@ class Session:
     # ---- control ----
 
     def set_core_mask(self, mask: MaskLike) -> None:
-        """Restrict this context to some NPU cores; ValueError before C if the SoC lacks them."""
+        """Restrict this context to some NPU cores; ValueError before C if the SoC lacks them.
+
+        On a single-core NPU (RK3566/RK3568/RK3562...) AUTO is the only mask and nothing is
+        called: the runtime refuses rknn_set_core_mask there, AUTO included.
+        """
         mask = validate_mask(mask, self._soc)
         ctx = self._context
+        if is_single_core(self._soc):
+            ctx.live_handle()  # still refuse a closed session
+            self._core_mask = mask
+            return
         with ctx.lock:
             fn = ctx.runtime.symbol("rknn_set_core_mask")
             check(fn(ctx.live_handle(), int(mask)), "rknn_set_core_mask")
@@ -292,9 +318,17 @@ class Session:
         """A new Session on a duplicated context sharing this one's weights.
 
         Its core mask is ``core_mask``, or this session's mask, set again on the copy.
+        Dynamic-shape models cannot be duplicated (see README "Runtime versions").
         """
         mask = validate_mask(self._core_mask if core_mask is None else core_mask, self._soc)
         ctx = self._context
+        if ctx.is_dynamic:
+            raise UnsupportedRuntimeError(
+                "a dynamic-shape model's context cannot be duplicated: the RKNN API user guide "
+                "(1.5.2, 'Dynamic shape input') says rknn_dup_context does not support it, and "
+                "no later release says otherwise. Open another rkrt.Session from the model "
+                "instead (it loads the weights again)"
+            )
         dup = ctx.runtime.symbol("rknn_dup_context")
         with ctx.lock:
             src = ffi.new("rknn_context*", ctx.live_handle())
@@ -306,7 +340,7 @@ class Session:
 
     def bind(
         self,
-        input_dtype: Any = np.float32,
+        input_dtype: Any = None,
         output_dtype: Any = np.float32,
         *,
         inputs: Optional[dict[Key, ExternalMemory]] = None,
@@ -314,9 +348,14 @@ class Session:
     ) -> IOBinding:
         """Zero-copy IO: runtime-allocated buffers exposed as numpy arrays (see IOBinding).
 
-        Each dtype is float32 (the runtime converts) or None for the tensors' native types.
+        Inputs default to the tensors' native type and layout: ``b.inputs[i][...] = x``
+        converts in numpy (float16 rounding; for int8 tensors write quantized values, see
+        TensorSpec.scale/zero_point). Outputs default to float32, converted by the runtime as
+        Rockchip's zero-copy demo binds them; ``output_dtype=None`` keeps them native.
+        ``input_dtype=np.float32`` asks the runtime to convert float32 inputs itself: an
+        opt-in, as no official demo binds float32 inputs and runtimes may refuse it.
         ``inputs``/``outputs`` bind tensors (by index or name) to memory rkrt does not own
-        instead: a DMA-BUF fd, a physical address or any buffer (see :mod:`rkrt.external`).
+        instead: a DMA-BUF fd or a physical address (see :mod:`rkrt.external`).
 
         After bind() this context runs only through the binding; use ``dup().bind()`` to keep
         a general-API session alongside.

@@ -70,10 +70,13 @@ class TensorSpec:
 def accepted_input_dtypes(native: np.dtype) -> tuple[np.dtype, ...]:
     """Source dtypes the runtime converts (pass_through=0) into an input of type ``native``.
 
-    float32 always; float16 and uint8 too; int8 only into int8 (quantized) inputs. int32/int64
-    reach the runtime's normalize step and fail there; float64 and the rest are unsupported.
+    The RKNN API user guide's table (1.5.2, 4.4.5.1 "General Input and Output", Table 4-1):
+    int8 inputs take int8, uint8 and float32; float16 inputs uint8, float16 and float32
+    (float16 into an int8 model is not listed, so it is refused). Other native types (float32
+    models) take float32, float16 and uint8. int32/int64 reach the runtime's normalize step
+    and fail there; float64 and the rest are unsupported.
     """
-    accepted = [np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.uint8)]
+    f32, f16, u8 = np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.uint8)
     if native == np.dtype(np.int8):
-        accepted.append(np.dtype(np.int8))
-    return tuple(accepted)
+        return (f32, u8, np.dtype(np.int8))
+    return (f32, f16, u8)

@@ -105,19 +105,24 @@ MUTANTS = (
     ),
     Mutant(
         "layout-ignores-w-stride",
-        "the native-layout check ignores a padded w_stride",
-        "rkrt/binding.py",
-        (("return plain.n_dims < 4 or native.w_stride in (0, plain.dims[2])", "return True"),),
+        "zero-copy views ignore a padded w_stride",
+        "rkrt/io_layout.py",
+        (
+            (
+                "if attr.n_dims == 4 and attr.fmt == _NHWC and attr.w_stride > attr.dims[2]:",
+                "if False:",
+            ),
+        ),
         (FIDELITY, "tests/test_rkrt/test_binding.py"),
     ),
     Mutant(
         "layout-ignores-format",
         "the native-layout check ignores the tensor format",
-        "rkrt/binding.py",
+        "rkrt/io_layout.py",
         (
             (
-                "if native.fmt != plain.fmt or native.n_dims != plain.n_dims:",
-                "if native.n_dims != plain.n_dims:",
+                "return (native.fmt == plain.fmt and native.n_dims == plain.n_dims",
+                "return (native.n_dims == plain.n_dims",
             ),
         ),
         (FIDELITY, "tests/test_rkrt/test_binding.py"),

@@ -84,6 +84,11 @@ class FakeRuntime:
             raise ValueError(f"delays must be >= 0, got us={us}, jitter_us={jitter_us}")
         self.lib.fake_set_run_delay(us, jitter_us)
 
+    def allow_non_dmabuf(self, allow: bool = True) -> None:
+        """Let rknn_create_mem_from_fd take fds that are not DMA-BUFs (memfd, files), as a
+        caller that opted in with require_dmabuf=False expects; reset() refuses them again."""
+        self.lib.fake_allow_non_dmabuf(int(allow))
+
     def counter(self, name: str) -> int:
         """A misuse counter: one of COUNTERS; zero for a correct caller."""
         if name not in COUNTERS:

@@ -271,8 +271,12 @@ static const char* emulated_soc(void) {
     return soc && *soc ? soc : "rk3588";
 }
 
+/* Single-core NPUs (RK3566/RK3568/RK3562...) refuse the call itself, AUTO included: "It will
+ * return the error code if it is set on platform with a single-core NPU architecture"
+ * (RKNN runtime API reference 2.3.2, rknn_set_core_mask). */
 static int mask_allowed(const char* soc, uint32_t mask) {
-    if (mask == RKNN_NPU_CORE_AUTO) return 1;
+    int multi_core = strcmp(soc, "rk3588") == 0 || strcmp(soc, "rk3576") == 0;
+    if (mask == RKNN_NPU_CORE_AUTO) return multi_core;
     if (strcmp(soc, "rk3588") == 0)
         return mask == RKNN_NPU_CORE_0 || mask == RKNN_NPU_CORE_1 || mask == RKNN_NPU_CORE_2 ||
                mask == RKNN_NPU_CORE_0_1 || mask == RKNN_NPU_CORE_0_1_2 ||

@@ -13,6 +13,7 @@ atomic_llong fake_weight_bytes_total, fake_weight_bytes_live;
 atomic_uint fake_init_flags;
 atomic_uint fake_delay_us, fake_jitter_us;
 atomic_int fake_in_flight, fake_max_in_flight;
+atomic_int fake_non_dmabuf_ok;
 
 #define FAKE_FN_NAME(name) #name,
 static const char* const FUNCTION_NAMES[FN_COUNT] = {FAKE_FUNCTIONS(FAKE_FN_NAME)};
@@ -52,6 +53,7 @@ void fake_reset(void) {
     atomic_store(&fake_jitter_us, 0);
     atomic_store(&fake_max_in_flight, 0);
     atomic_store(&fake_weight_bytes_total, 0);
+    atomic_store(&fake_non_dmabuf_ok, 0);
     fake_reset_inputs();
     last_error[0] = 0;
 }
@@ -115,3 +117,5 @@ long long fake_core_mask(uint64_t context) {
     fake_slot* s = fake_slot_of(context);
     return s ? (long long)atomic_load(&s->core_mask) : -1;
 }
+
+void fake_allow_non_dmabuf(int allow) { atomic_store(&fake_non_dmabuf_ok, allow != 0); }

@@ -65,3 +65,7 @@ long long fake_core_mask(uint64_t context);
 
 /* Why the calling thread's last failing rknn_* call failed ("" if none failed). */
 const char* fake_last_error(void);
+
+/* rknn_create_mem_from_fd refuses fds that are not DMA-BUFs (as the NPU driver's import
+ * does); allow(1) accepts any mappable fd (memfd, files) until the next reset. */
+void fake_allow_non_dmabuf(int allow);

@@ -28,6 +28,11 @@
     X(rknn_matmul_get_quant_params) X(rknn_matmul_set_dynamic_shape)                 \
     X(rknn_matmul_run) X(rknn_matmul_destroy) X(rknn_B_normal_layout_to_native_layout)
 
+/* The runtime release this build emulates (build.py passes it; its symbol set follows). */
+#ifndef FAKE_SDK_VERSION
+#define FAKE_SDK_VERSION "2.5.0"
+#endif
+
 #define FAKE_FN_ID(name) FN_##name,
 enum fake_function { FAKE_FUNCTIONS(FAKE_FN_ID) FN_COUNT };
 #undef FAKE_FN_ID
@@ -56,6 +61,7 @@ extern atomic_llong fake_weight_bytes_total, fake_weight_bytes_live;
 extern atomic_uint fake_init_flags;
 extern atomic_uint fake_delay_us, fake_jitter_us;
 extern atomic_int fake_in_flight, fake_max_in_flight;
+extern atomic_int fake_non_dmabuf_ok; /* fake_allow_non_dmabuf */
 
 /* Counts the call and returns the injected failure code, or 0. */
 static inline int fake_enter_function(enum fake_function fn) {

@@ -8,10 +8,14 @@
 #include "fake_internal.h"
 
 int fake_check_input_type(const fake_model* m, rknn_tensor_type type, uint32_t index) {
+    /* The user guide's table of input types (1.5.2, 4.4.5.1, Table 4-1): int8 models take
+     * int8/uint8/float32, float16 models uint8/float16/float32. */
     switch (type) {
     case RKNN_TENSOR_FLOAT32:
-    case RKNN_TENSOR_FLOAT16:
     case RKNN_TENSOR_UINT8: return RKNN_SUCC;
+    case RKNN_TENSOR_FLOAT16:
+        if (m->dtype != RKNN_TENSOR_INT8) return RKNN_SUCC;
+        break;
     case RKNN_TENSOR_INT8:
         if (m->dtype == RKNN_TENSOR_INT8) return RKNN_SUCC;
         break;
@@ -192,6 +196,12 @@ static int run_checks(const fake_context* c) {
  * outputs are marked written until synced FROM_DEVICE. */
 static void track_syncs(fake_context* c) {
     const fake_model* m = c->model;
+#ifdef FAKE_WITHOUT_MEM_SYNC
+    /* A release without rknn_mem_sync (before 1.6.0) keeps its own buffers coherent in
+     * rknn_run: its callers cannot sync, and Rockchip's demos never do. */
+    for (uint32_t o = 0; o < m->n_outputs; o++) c->out_bind[o].mem->written = 0;
+    return;
+#endif
     for (uint32_t i = 0; i < m->n_inputs; i++) {
         fake_mem* r = c->in_bind[i].mem;
         if (!r->flushed) fake_count(CNT_SYNC_ORDER);

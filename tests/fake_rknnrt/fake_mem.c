@@ -1,6 +1,7 @@
 /* Zero-copy memory: rknn_create_mem*, rknn_destroy_mem, rknn_set_io_mem, rknn_mem_sync. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -111,6 +112,17 @@ rknn_tensor_mem* rknn_create_mem2(rknn_context ctx, uint64_t size, uint64_t allo
     return create_inside(ctx, size, "rknn_create_mem2");
 }
 
+/* A DMA-BUF's /proc/self/fd link reads "/dmabuf:<name>" (Linux >= 5.x) or
+ * "anon_inode:dmabuf" (older kernels). */
+static int is_dmabuf(int fd) {
+    char path[64], link[256];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n < 0) return 0;
+    link[n] = 0;
+    return strncmp(link, "/dmabuf:", 8) == 0 || strncmp(link, "anon_inode:dmabuf", 17) == 0;
+}
+
 rknn_tensor_mem* rknn_create_mem_from_fd(rknn_context ctx, int32_t fd, void* virt_addr,
                                          uint32_t size, int32_t offset) {
     if (fake_enter_function(FN_rknn_create_mem_from_fd))
@@ -122,6 +134,9 @@ rknn_tensor_mem* rknn_create_mem_from_fd(rknn_context ctx, int32_t fd, void* vir
     if (fd < 0 || offset < 0 || size == 0) {
         fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_create_mem_from_fd: fd %d, offset %d, size %u",
                   fd, offset, size);
+    } else if (!is_dmabuf(fd) && !atomic_load(&fake_non_dmabuf_ok)) {
+        /* The NPU driver imports the fd as a DMA-BUF; a file or memfd is not one. */
+        fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_create_mem_from_fd: fd %d is not a DMA-BUF", fd);
     } else {
         /* The runtime maps the fd itself, as the NPU would import the DMA-BUF. */
         long page = sysconf(_SC_PAGESIZE);

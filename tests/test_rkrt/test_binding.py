@@ -12,12 +12,38 @@ from rkrt_support import NO_LEAKS, inputs_for, mlp, tolerance
 import rkrt
 
 
+def quantize(x: np.ndarray, spec: rkrt.TensorSpec) -> np.ndarray:
+    return np.clip(np.rint(x / spec.scale) + spec.zero_point, -128, 127).astype(np.int8)
+
+
 @pytest.mark.parametrize("model_dtype", ["float32", "float16", "int8"])
-def test_float32_buffers_compute_like_numpy(rt, model_dtype: str) -> None:
+def test_default_binding_native_inputs_float32_outputs(rt, model_dtype: str) -> None:
+    """Finding 6: inputs were bound as FLOAT32 for the runtime to convert, which no official
+    demo does; by default they are the tensor's native type (numpy converts on assignment),
+    outputs float32 converted by the runtime as rknn_create_mem_demo.cpp binds them."""
     model = mlp((4, 16, 3), dtype=model_dtype)
     with rkrt.Session(model.to_bytes()) as s, s.bind() as b:
-        assert b.inputs[0].dtype == np.float32 and b.inputs[0].shape == (1, 4)
+        spec = s.inputs[0]
+        assert b.inputs[0].dtype == spec.dtype == np.dtype(model_dtype)
         assert b.outputs[0].dtype == np.float32 and b.outputs[0].shape == (1, 3)
+        for seed in range(3):
+            x = inputs_for(model, seed=seed)[0]
+            if model_dtype == "int8":
+                b.inputs[0][...] = quantize(x, spec)
+                x = (quantize(x, spec).astype(np.float32) - spec.zero_point) * spec.scale
+            else:
+                b.inputs[0][...] = x  # float16: numpy rounds as the runtime would
+            b.run()
+            np.testing.assert_allclose(b.outputs[0], model.reference(x)[0],
+                                       **tolerance(model_dtype))  # fmt: skip
+    assert rt.counter("unsafe") == 0
+
+
+@pytest.mark.parametrize("model_dtype", ["float32", "float16", "int8"])
+def test_float32_inputs_converted_by_the_runtime_are_an_opt_in(rt, model_dtype: str) -> None:
+    model = mlp((4, 16, 3), dtype=model_dtype)
+    with rkrt.Session(model.to_bytes()) as s, s.bind(input_dtype=np.float32) as b:
+        assert b.inputs[0].dtype == np.float32 and b.inputs[0].shape == (1, 4)
         for seed in range(3):
             x = inputs_for(model, seed=seed)[0]
             b.inputs[0][...] = x
@@ -163,3 +189,22 @@ def test_run_errors_carry_the_function(rt, function: str) -> None:
             b.run()
         assert (info.value.function, info.value.symbol) == (function, "RKNN_ERR_TIMEOUT")
         b.run()
+
+
+def test_padded_native_rows_keep_the_runtimes_w_stride(rt) -> None:
+    """Finding 6: a padded native 4-D input was re-bound in the plain layout with
+    w_stride = 0; now the native attr goes to the runtime as queried and the view steps over
+    the padding (numpy writes the logical image into the padded rows)."""
+    from fake_rknnrt import Dense, FakeModel, ImageLayout
+
+    layout = ImageLayout(3, 4, 5, fmt="NHWC", native_fmt="NHWC", w_stride=8)
+    w = np.random.default_rng(0).normal(0, 0.1, (60, 3)).astype(np.float32)
+    model = FakeModel([Dense(w, np.zeros(3, np.float32))], dtype="float16", input_layouts=[layout])
+    x = np.random.default_rng(1).normal(size=layout.shape(1)).astype(np.float32)
+    with rkrt.Session(model.to_bytes()) as s, s.bind() as b:
+        view = b.inputs[0]
+        assert view.shape == (1, 4, 5, 3) and view.dtype == np.float16
+        assert view.strides[1] == 8 * 3 * 2  # a row holds w_stride pixels
+        b.inputs[0][...] = x
+        b.run()
+        np.testing.assert_allclose(b.outputs[0], model.reference(x)[0], **tolerance("float16"))

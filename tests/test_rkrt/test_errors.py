@@ -178,6 +178,7 @@ def test_every_rkrt_exception_is_an_rkrt_error_and_keeps_its_builtin_base() -> N
         rkrt.ClosedError: ValueError,
         rkrt.BusyError: RuntimeError,
         rkrt.RuntimeNotFoundError: OSError,
+        rkrt.UnsupportedRuntimeError: RuntimeError,
         MetadataError: ValueError,
     }
     for cls, base in builtin.items():

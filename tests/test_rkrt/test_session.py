@@ -125,13 +125,15 @@ def test_process_priority_flag_default_and_opt_in(rt) -> None:
         assert not rt.last_init_flags() & NO_RENICE
 
 
-def test_perf_queries_need_collect_perf(rt) -> None:
+def test_perf_run_is_answered_without_collect_perf_and_perf_detail_needs_it(rt) -> None:
+    """Finding 8: perf_run demanded collect_perf=True, which the API reference's
+    RKNN_QUERY_PERF_RUN sample does without (flags 0); PERF_DETAIL needs the flag."""
     model = mlp()
     x = inputs_for(model)[0]
     with rkrt.Session(model.to_bytes()) as s:
         s.run(x)
-        with pytest.raises(RuntimeError, match="collect_perf=True"):
-            s.perf_run  # noqa: B018
+        assert not rt.last_init_flags() & PERF
+        assert isinstance(s.perf_run, int) and s.perf_run >= 0
         with pytest.raises(RuntimeError, match="collect_perf=True"):
             s.perf_detail  # noqa: B018
     with rkrt.Session(model.to_bytes(), collect_perf=True) as s:

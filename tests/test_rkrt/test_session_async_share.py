@@ -116,6 +116,20 @@ def test_weight_sharing_is_refused_clearly(rt) -> None:
         rkrt.Session(model.to_bytes(), share_weights=first)
 
 
+def test_weight_sharing_with_dynamic_shape_models_is_refused(rt) -> None:
+    # The RKNN API user guide (1.5.2, "Dynamic shape input") excludes shared weights there.
+    static, dynamic = mlp(batch_sizes=(1,)), mlp(batch_sizes=(1, 8))
+    with rkrt.Session(dynamic.to_bytes()) as source:
+        with pytest.raises(rkrt.UnsupportedRuntimeError, match="dynamic-shape"):
+            rkrt.Session(static.to_bytes(), share_weights=source)
+        assert rt.live()["contexts"] == 1
+    with rkrt.Session(static.to_bytes()) as source:
+        with pytest.raises(rkrt.UnsupportedRuntimeError, match="dynamic-shape"):
+            rkrt.Session(dynamic.to_bytes(), share_weights=source)
+        assert rt.live()["contexts"] == 1 and not source._sharers
+    assert rt.live()["contexts"] == 0
+
+
 def test_sharing_while_the_source_runs_in_another_thread_is_serialised(rt) -> None:
     model = mlp()
     x = inputs_for(model)[0]
