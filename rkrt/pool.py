@@ -23,7 +23,7 @@ from .arguments import PathLike
 from .batches import run_batch
 from .cores import SOC_CORES, CoreMask, MaskLike, detect_soc, validate_mask
 from .dispatch import Dispatcher
-from .errors import ClosedError, UnsupportedRuntimeError
+from .errors import ClosedError
 from .session import Model, Session
 
 Outputs = list[np.ndarray]
@@ -89,15 +89,16 @@ class Pool:
         first = Session(model, core_mask=masks[0], library=library, soc=soc, **session_options)
         sessions = [first]
         try:
-            if first.is_dynamic and len(masks) > 1:
-                raise UnsupportedRuntimeError(
-                    f"a Pool of {len(masks)} contexts duplicates the first one, which the runtime "
-                    "does not support for dynamic-shape models (RKNN API user guide 1.5.2, "
-                    "'Dynamic shape input'). Pass cores=[one mask], or open one rkrt.Session per "
-                    "core yourself"
-                )
             for mask in masks[1:]:
-                sessions.append(first.dup(core_mask=mask))
+                if first.is_dynamic:
+                    # rknn_dup_context does not support dynamic-shape models (RKNN API user
+                    # guide 1.5.2, 'Dynamic shape input'), nor do shared weights: each further
+                    # context is opened from the model on its own and holds its own weights.
+                    more = Session(model, core_mask=mask, library=library, soc=soc,
+                                   **session_options)  # fmt: skip
+                else:
+                    more = first.dup(core_mask=mask)
+                sessions.append(more)
         except BaseException:
             for s in sessions:
                 s.close()
