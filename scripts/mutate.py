@@ -145,6 +145,12 @@ MUTANTS = (
                 "        session = self.sessions[next(self._turn) % len(self.sessions)]\n"
                 "        return session.run(*arrays, out=out)\n",
             ),
+            (  # the pool's threads (submit, apply): each request pinned to the next context
+                "        return self._dispatch.submit("
+                "_on_idle, self._idle, fn, *args, block=block)\n",
+                "        session = self.sessions[next(self._turn) % len(self.sessions)]\n"
+                "        return self._dispatch.submit(fn, session, *args, block=block)\n",
+            ),
         ),
         (FIDELITY, "tests/test_rkrt/test_pool.py"),
     ),
