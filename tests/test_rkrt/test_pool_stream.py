@@ -109,7 +109,10 @@ def test_imap_streams_in_order_reading_ahead_at_most_max_pending(rt, rk3588) -> 
 def test_leaving_imap_early_cancels_what_has_not_started(rt, rk3588) -> None:
     model = mlp()
     xs = many_inputs(model, 500)
-    rt.set_run_delay(2_000)
+    # Long runs: the three started after the first results are still running when the stream
+    # closes, even on a loaded machine; the three queued behind them must be skipped
+    # (max_pending=6 would otherwise let 3 + 6 run).
+    rt.set_run_delay(300_000)
     with rkrt.Pool(model.to_bytes(), max_pending=6) as pool:
         stream = pool.imap(xs)
         got = [next(stream) for _ in range(3)]
