@@ -186,8 +186,7 @@ int rknn_init(rknn_context* context, void* model, uint32_t size, uint32_t flag,
               rknn_init_extend* extend) {
     /* Of rknn_init_extend only .ctx is read, with RKNN_FLAG_SHARE_WEIGHT_MEM: model fds and
      * offsets are not emulated. */
-    int fault = fake_enter_function(FN_rknn_init), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_init");
+    FAKE_ENTER(rknn_init, err);
     atomic_store(&fake_init_flags, flag);
     if (!context || !model) {
         fake_count(CNT_BAD_POINTER);
@@ -214,8 +213,7 @@ int rknn_init(rknn_context* context, void* model, uint32_t size, uint32_t flag,
 }
 
 int rknn_dup_context(rknn_context* context_in, rknn_context* context_out) {
-    int fault = fake_enter_function(FN_rknn_dup_context), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_dup_context");
+    FAKE_ENTER(rknn_dup_context, err);
     if (!context_in || !context_out) {
         fake_count(CNT_BAD_POINTER);
         return fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_dup_context: NULL context pointer");
@@ -241,8 +239,7 @@ static void close_entered(fake_slot* s, fake_context* c) {
 }
 
 int rknn_destroy(rknn_context context) {
-    int fault = fake_enter_function(FN_rknn_destroy), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_destroy");
+    FAKE_ENTER(rknn_destroy, err);
     fake_slot* s;
     fake_context* c = fake_model_ctx_enter(context, &s, &err);
     if (!c) return err;
@@ -288,8 +285,7 @@ static int mask_allowed(const char* soc, uint32_t mask) {
 }
 
 int rknn_set_core_mask(rknn_context context, rknn_core_mask core_mask) {
-    int fault = fake_enter_function(FN_rknn_set_core_mask), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_set_core_mask");
+    FAKE_ENTER(rknn_set_core_mask, err);
     fake_slot* s;
     if (!fake_ctx_enter(context, &s, &err)) return err;
     const char* soc = emulated_soc();
@@ -305,8 +301,7 @@ int rknn_set_core_mask(rknn_context context, rknn_core_mask core_mask) {
 }
 
 int rknn_set_batch_core_num(rknn_context context, int core_num) {
-    int fault = fake_enter_function(FN_rknn_set_batch_core_num), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_set_batch_core_num");
+    FAKE_ENTER(rknn_set_batch_core_num, err);
     fake_slot* s;
     if (!fake_ctx_enter(context, &s, &err)) return err;
     const char* soc = emulated_soc();
@@ -344,8 +339,7 @@ static int set_shapes(fake_context* c, uint32_t n_inputs, const rknn_tensor_attr
 }
 
 int rknn_set_input_shapes(rknn_context ctx, uint32_t n_inputs, rknn_tensor_attr attr[]) {
-    int fault = fake_enter_function(FN_rknn_set_input_shapes), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_set_input_shapes");
+    FAKE_ENTER(rknn_set_input_shapes, err);
     fake_slot* s;
     fake_context* c = fake_model_ctx_enter(ctx, &s, &err);
     if (!c) return err;
@@ -355,8 +349,7 @@ int rknn_set_input_shapes(rknn_context ctx, uint32_t n_inputs, rknn_tensor_attr 
 }
 
 int rknn_set_input_shape(rknn_context ctx, rknn_tensor_attr* attr) {
-    int fault = fake_enter_function(FN_rknn_set_input_shape), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_set_input_shape");
+    FAKE_ENTER(rknn_set_input_shape, err);
     fake_slot* s;
     fake_context* c = fake_model_ctx_enter(ctx, &s, &err);
     if (!c) return err;

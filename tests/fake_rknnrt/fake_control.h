@@ -7,7 +7,8 @@
  */
 
 /* Zero call counts, misuse counters, injected faults, the run delay, the parallel-run
- * maximum and the weight bytes allocated. Live objects are never forgotten. */
+ * maximum and the weight bytes allocated; forget the recorded inputs, the calling thread's
+ * last error and fake_allow_non_dmabuf. Live objects are never forgotten. */
 void fake_reset(void);
 
 /* Live objects: contexts, rknn_tensor_mem blocks, outputs not yet released. */

@@ -12,8 +12,8 @@
 #include "fake_control.h"
 #pragma GCC visibility pop
 
-/* Every exported rknn_* function: rknn_api.h, then rknn_matmul_api.h (fake_matmul.c counts
- * its calls with fake_enter_function like the others). */
+/* Every exported rknn_* function: rknn_api.h, then rknn_matmul_api.h. Each one opens with
+ * FAKE_ENTER. */
 #define FAKE_FUNCTIONS(X)                                                            \
     X(rknn_init) X(rknn_dup_context) X(rknn_destroy) X(rknn_query)                   \
     X(rknn_inputs_set) X(rknn_set_batch_core_num) X(rknn_set_core_mask) X(rknn_run)  \
@@ -70,6 +70,14 @@ static inline int fake_enter_function(enum fake_function fn) {
     if (atomic_fetch_sub(&fake_faults[fn].nth, 1) != 1) return 0;
     return atomic_load(&fake_faults[fn].code);
 }
+
+/* Opens every exported rknn_* function: declares `int err` (0 past this line), counts the
+ * call and, when a fault was injected for it (fake_inject), records why and returns `failed`:
+ * `err` (the injected code) from functions returning a code, NULL from those returning a
+ * pointer. Not wrapped in do { } while (0): the function goes on using `err`. */
+#define FAKE_ENTER(name, failed)                  \
+    int err = fake_enter_function(FN_##name);     \
+    if (err) return fake_fail(err, "injected failure of " #name), (failed)
 
 static inline void fake_count(enum fake_counter_id id) {
     atomic_fetch_add_explicit(&fake_counters[id], 1, memory_order_relaxed);
@@ -158,7 +166,7 @@ void fake_from_native(rknn_tensor_type native, const fake_tensor* t, rknn_tensor
                       const void* in, void* out, size_t n);
 float fake_native_value(rknn_tensor_type native, const fake_tensor* t, const void* in, size_t i);
 
-/* ---- contexts (fake_runtime.c) ---- */
+/* ---- contexts (fake_context.c) ---- */
 
 typedef struct fake_mem fake_mem;
 

@@ -1,4 +1,4 @@
-/* The general IO path (rknn_inputs_set, rknn_outputs_get/release) and rknn_run. */
+/* The general IO path (rknn_inputs_set, rknn_outputs_get/release), rknn_run and rknn_wait. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdlib.h>
@@ -137,8 +137,7 @@ static int set_inputs(fake_context* c, uint32_t n, const rknn_input* inputs) {
 }
 
 int rknn_inputs_set(rknn_context context, uint32_t n_inputs, rknn_input inputs[]) {
-    int fault = fake_enter_function(FN_rknn_inputs_set), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_inputs_set");
+    FAKE_ENTER(rknn_inputs_set, err);
     fake_slot* s;
     fake_context* c = fake_model_ctx_enter(context, &s, &err);
     if (!c) return err;
@@ -279,8 +278,7 @@ static int64_t now_us(void) {
 
 int rknn_run(rknn_context context, rknn_run_extend* extend) {
     (void)extend; /* declared but not implemented by the real runtime either */
-    int fault = fake_enter_function(FN_rknn_run), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_run");
+    FAKE_ENTER(rknn_run, err);
     fake_slot* s;
     fake_context* c = fake_model_ctx_enter(context, &s, &err);
     if (!c) return err;
@@ -307,8 +305,7 @@ int rknn_run(rknn_context context, rknn_run_extend* extend) {
 
 int rknn_wait(rknn_context context, rknn_run_extend* extend) {
     (void)extend;
-    int fault = fake_enter_function(FN_rknn_wait), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_wait");
+    FAKE_ENTER(rknn_wait, err);
     fake_slot* s;
     if (!fake_model_ctx_enter(context, &s, &err)) return err;
     fake_ctx_leave(s);
@@ -395,8 +392,7 @@ static int get_outputs(fake_context* c, uint32_t n, rknn_output* outputs) {
 int rknn_outputs_get(rknn_context context, uint32_t n_outputs, rknn_output outputs[],
                      rknn_output_extend* extend) {
     (void)extend;
-    int fault = fake_enter_function(FN_rknn_outputs_get), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_outputs_get");
+    FAKE_ENTER(rknn_outputs_get, err);
     fake_slot* s;
     fake_context* c = fake_model_ctx_enter(context, &s, &err);
     if (!c) return err;
@@ -430,8 +426,7 @@ static int release_outputs(fake_context* c, uint32_t n, rknn_output* outputs) {
 }
 
 int rknn_outputs_release(rknn_context context, uint32_t n_ouputs, rknn_output outputs[]) {
-    int fault = fake_enter_function(FN_rknn_outputs_release), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_outputs_release");
+    FAKE_ENTER(rknn_outputs_release, err);
     fake_slot* s;
     fake_context* c = fake_model_ctx_enter(context, &s, &err);
     if (!c) return err;

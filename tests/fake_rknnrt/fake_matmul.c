@@ -254,15 +254,8 @@ static int create(rknn_matmul_ctx* ctx, const rknn_matmul_info* info, int n_shap
     return RKNN_SUCC;
 }
 
-/* Counts the call and applies an injected fault, as every other exported function does. */
-#define ENTER(name)                                                                       \
-    do {                                                                                  \
-        int fault_ = fake_enter_function(FN_##name);                                      \
-        if (fault_) return fake_fail(fault_, "injected failure of " #name);               \
-    } while (0)
-
 int rknn_matmul_create(rknn_matmul_ctx* ctx, rknn_matmul_info* info, rknn_matmul_io_attr* io_attr) {
-    ENTER(rknn_matmul_create);
+    FAKE_ENTER(rknn_matmul_create, err);
     if (!ctx || !info || !io_attr) return unsafe(RKNN_ERR_PARAM_INVALID, "rknn_matmul_create: NULL argument");
     rknn_matmul_shape shape = {info->M, info->K, info->N};
     return create(ctx, info, 1, &shape, io_attr, 0);
@@ -271,7 +264,7 @@ int rknn_matmul_create(rknn_matmul_ctx* ctx, rknn_matmul_info* info, rknn_matmul
 int rknn_matmul_create_dynamic_shape(rknn_matmul_ctx* ctx, rknn_matmul_info* info, int shape_num,
                                      rknn_matmul_shape dynamic_shapes[],
                                      rknn_matmul_io_attr io_attrs[]) {
-    ENTER(rknn_matmul_create_dynamic_shape);
+    FAKE_ENTER(rknn_matmul_create_dynamic_shape, err);
     if (!ctx || !info || !dynamic_shapes || !io_attrs)
         return unsafe(RKNN_ERR_PARAM_INVALID, "rknn_matmul_create_dynamic_shape: NULL argument");
     if (shape_num <= 0 || shape_num > RKNN_MAX_DYNAMIC_SHAPE_NUM)
@@ -280,8 +273,7 @@ int rknn_matmul_create_dynamic_shape(rknn_matmul_ctx* ctx, rknn_matmul_info* inf
 }
 
 int rknn_matmul_destroy(rknn_matmul_ctx ctx) {
-    ENTER(rknn_matmul_destroy);
-    int err;
+    FAKE_ENTER(rknn_matmul_destroy, err);
     fake_slot* s;
     mm_ctx* m = mm_enter(ctx, &s, &err);
     if (!m) return err;
@@ -296,8 +288,7 @@ int rknn_matmul_destroy(rknn_matmul_ctx ctx) {
 }
 
 int rknn_matmul_set_core_mask(rknn_matmul_ctx context, rknn_core_mask core_mask) {
-    ENTER(rknn_matmul_set_core_mask);
-    int err;
+    FAKE_ENTER(rknn_matmul_set_core_mask, err);
     fake_slot* s;
     if (!mm_enter(context, &s, &err)) return err;
     fake_ctx_leave(s);
@@ -320,8 +311,7 @@ static int same_attr(const rknn_matmul_tensor_attr* a, const rknn_matmul_tensor_
 }
 
 int rknn_matmul_set_io_mem(rknn_matmul_ctx ctx, rknn_tensor_mem* mem, rknn_matmul_tensor_attr* attr) {
-    ENTER(rknn_matmul_set_io_mem);
-    int err = RKNN_SUCC;
+    FAKE_ENTER(rknn_matmul_set_io_mem, err);
     fake_slot* s;
     mm_ctx* m = mm_enter(ctx, &s, &err);
     if (!m) return err;
@@ -354,8 +344,7 @@ int rknn_matmul_set_io_mem(rknn_matmul_ctx ctx, rknn_tensor_mem* mem, rknn_matmu
 }
 
 int rknn_matmul_set_dynamic_shape(rknn_matmul_ctx ctx, rknn_matmul_shape* shape) {
-    ENTER(rknn_matmul_set_dynamic_shape);
-    int err = RKNN_ERR_PARAM_INVALID;
+    FAKE_ENTER(rknn_matmul_set_dynamic_shape, err);
     fake_slot* s;
     mm_ctx* m = mm_enter(ctx, &s, &err);
     if (!m) return err;
@@ -427,8 +416,7 @@ static int store_quant(mm_ctx* m, const rknn_quant_params* p) {
 }
 
 int rknn_matmul_set_quant_params(rknn_matmul_ctx context, rknn_quant_params* params) {
-    ENTER(rknn_matmul_set_quant_params);
-    int err;
+    FAKE_ENTER(rknn_matmul_set_quant_params, err);
     fake_slot* s;
     mm_ctx* m = mm_enter(context, &s, &err);
     if (!m) return err;
@@ -446,8 +434,7 @@ int rknn_matmul_set_quant_params(rknn_matmul_ctx context, rknn_quant_params* par
 /* Reports the scales and zero points of params->name (up to the lengths the caller gives,
  * which are then set to the real counts) and, in *scale, the scale of one C unit (A x B). */
 int rknn_matmul_get_quant_params(rknn_matmul_ctx ctx, rknn_quant_params* params, float* scale) {
-    ENTER(rknn_matmul_get_quant_params);
-    int err = RKNN_SUCC;
+    FAKE_ENTER(rknn_matmul_get_quant_params, err);
     fake_slot* s;
     mm_ctx* m = mm_enter(ctx, &s, &err);
     if (!m) return err;
@@ -593,8 +580,7 @@ static int compute(mm_ctx* m, const uint8_t* A, const uint8_t* B, uint8_t* C) {
 }
 
 int rknn_matmul_run(rknn_matmul_ctx ctx) {
-    ENTER(rknn_matmul_run);
-    int err = RKNN_SUCC;
+    FAKE_ENTER(rknn_matmul_run, err);
     fake_slot* s;
     mm_ctx* m = mm_enter(ctx, &s, &err);
     if (!m) return err;
@@ -616,11 +602,11 @@ int rknn_matmul_run(rknn_matmul_ctx ctx) {
 
 int rknn_B_normal_layout_to_native_layout(void* B_input, void* B_output, int K, int N,
                                           rknn_matmul_info* info) {
-    ENTER(rknn_B_normal_layout_to_native_layout);
+    FAKE_ENTER(rknn_B_normal_layout_to_native_layout, err);
     if (!B_input || !B_output || !info)
         return unsafe(RKNN_ERR_PARAM_INVALID, "rknn_B_normal_layout_to_native_layout: NULL argument");
     mm_geometry g;
-    int err = check_info(info, &g);
+    err = check_info(info, &g);
     if (!err) err = check_shape(&g, 1, K, N);
     if (err) return err;
     size_t esize = is_fp16_ab(info->type) ? 2 : 1;

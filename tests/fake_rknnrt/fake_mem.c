@@ -1,4 +1,5 @@
-/* Zero-copy memory: rknn_create_mem*, rknn_destroy_mem, rknn_set_io_mem, rknn_mem_sync. */
+/* Zero-copy memory: rknn_create_mem*, rknn_destroy_mem, rknn_set_io_mem, rknn_set_weight_mem,
+ * rknn_set_internal_mem, rknn_mem_sync, and the mem lookup the matmul API shares. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdio.h>
@@ -100,15 +101,13 @@ static rknn_tensor_mem* create_inside(rknn_context ctx, uint64_t size, const cha
 }
 
 rknn_tensor_mem* rknn_create_mem(rknn_context ctx, uint32_t size) {
-    if (fake_enter_function(FN_rknn_create_mem))
-        return fake_fail(0, "injected failure of rknn_create_mem"), NULL;
+    FAKE_ENTER(rknn_create_mem, NULL);
     return create_inside(ctx, size, "rknn_create_mem");
 }
 
 rknn_tensor_mem* rknn_create_mem2(rknn_context ctx, uint64_t size, uint64_t alloc_flags) {
     (void)alloc_flags; /* cacheability and SRAM are meaningless here */
-    if (fake_enter_function(FN_rknn_create_mem2))
-        return fake_fail(0, "injected failure of rknn_create_mem2"), NULL;
+    FAKE_ENTER(rknn_create_mem2, NULL);
     return create_inside(ctx, size, "rknn_create_mem2");
 }
 
@@ -125,9 +124,7 @@ static int is_dmabuf(int fd) {
 
 rknn_tensor_mem* rknn_create_mem_from_fd(rknn_context ctx, int32_t fd, void* virt_addr,
                                          uint32_t size, int32_t offset) {
-    if (fake_enter_function(FN_rknn_create_mem_from_fd))
-        return fake_fail(0, "injected failure of rknn_create_mem_from_fd"), NULL;
-    int err;
+    FAKE_ENTER(rknn_create_mem_from_fd, NULL);
     fake_slot* s;
     if (!fake_ctx_enter(ctx, &s, &err)) return NULL;
     fake_mem* r = NULL;
@@ -165,9 +162,7 @@ rknn_tensor_mem* rknn_create_mem_from_fd(rknn_context ctx, int32_t fd, void* vir
 
 rknn_tensor_mem* rknn_create_mem_from_phys(rknn_context ctx, uint64_t phys_addr, void* virt_addr,
                                            uint32_t size) {
-    if (fake_enter_function(FN_rknn_create_mem_from_phys))
-        return fake_fail(0, "injected failure of rknn_create_mem_from_phys"), NULL;
-    int err;
+    FAKE_ENTER(rknn_create_mem_from_phys, NULL);
     fake_slot* s;
     if (!fake_ctx_enter(ctx, &s, &err)) return NULL;
     fake_mem* r = NULL;
@@ -195,34 +190,19 @@ rknn_tensor_mem* rknn_create_mem_from_mb_blk(rknn_context ctx, void* mb_blk, int
     (void)ctx;
     (void)mb_blk;
     (void)offset;
-    if (fake_enter_function(FN_rknn_create_mem_from_mb_blk))
-        return fake_fail(0, "injected failure of rknn_create_mem_from_mb_blk"), NULL;
+    FAKE_ENTER(rknn_create_mem_from_mb_blk, NULL);
     fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_create_mem_from_mb_blk: RK MPI blocks are not emulated");
     return NULL;
 }
 
-/* Runs body with c and r: a context entered with `enter` and a live mem of it. */
-#define WITH_MEM(name, enter, ctx, mem, body)                                    \
-    do {                                                                         \
-        int fault_ = fake_enter_function(FN_##name), err;                        \
-        if (fault_) return fake_fail(fault_, "injected failure of " #name);      \
-        fake_slot* s;                                                            \
-        fake_context* c = enter(ctx, &s, &err);                                  \
-        if (!c) return err;                                                      \
-        fake_mem* r = fake_mem_lookup(ctx, mem, &err);                           \
-        if (r) {                                                                 \
-            body                                                                 \
-        }                                                                        \
-        fake_ctx_leave(s);                                                       \
-        return err;                                                              \
-    } while (0)
-
 int rknn_destroy_mem(rknn_context ctx, rknn_tensor_mem* mem) {
-    WITH_MEM(rknn_destroy_mem, fake_ctx_enter, ctx, mem, {
-        (void)c;
-        record_free(r);
-        err = RKNN_SUCC;
-    });
+    FAKE_ENTER(rknn_destroy_mem, err);
+    fake_slot* s;
+    if (!fake_ctx_enter(ctx, &s, &err)) return err;
+    fake_mem* r = fake_mem_lookup(ctx, mem, &err);
+    if (r) record_free(r);
+    fake_ctx_leave(s);
+    return err;
 }
 
 /* The role of r on a model context: 1 bound input, 2 bound output, 0 neither. */
@@ -259,7 +239,14 @@ static int sync(fake_context* c, fake_mem* r, rknn_mem_sync_mode mode) {
 }
 
 int rknn_mem_sync(rknn_context context, rknn_tensor_mem* mem, rknn_mem_sync_mode mode) {
-    WITH_MEM(rknn_mem_sync, fake_ctx_enter, context, mem, { err = sync(c, r, mode); });
+    FAKE_ENTER(rknn_mem_sync, err);
+    fake_slot* s;
+    fake_context* c = fake_ctx_enter(context, &s, &err);
+    if (!c) return err;
+    fake_mem* r = fake_mem_lookup(context, mem, &err);
+    if (r) err = sync(c, r, mode);
+    fake_ctx_leave(s);
+    return err;
 }
 
 long long fake_mem_info(const void* mem, const char* field) {
@@ -277,18 +264,24 @@ long long fake_mem_info(const void* mem, const char* field) {
 }
 
 int rknn_set_weight_mem(rknn_context ctx, rknn_tensor_mem* mem) {
-    WITH_MEM(rknn_set_weight_mem, fake_model_ctx_enter, ctx, mem, {
-        err = r->capacity >= c->model->weight_bytes
-                  ? RKNN_SUCC
-                  : fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_set_weight_mem: mem too small");
-    });
+    FAKE_ENTER(rknn_set_weight_mem, err);
+    fake_slot* s;
+    fake_context* c = fake_model_ctx_enter(ctx, &s, &err);
+    if (!c) return err;
+    fake_mem* r = fake_mem_lookup(ctx, mem, &err);
+    if (r && r->capacity < c->model->weight_bytes)
+        err = fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_set_weight_mem: mem too small");
+    fake_ctx_leave(s);
+    return err;
 }
 
 int rknn_set_internal_mem(rknn_context ctx, rknn_tensor_mem* mem) {
-    WITH_MEM(rknn_set_internal_mem, fake_model_ctx_enter, ctx, mem, {
-        (void)c;
-        err = RKNN_SUCC;
-    });
+    FAKE_ENTER(rknn_set_internal_mem, err);
+    fake_slot* s;
+    if (!fake_model_ctx_enter(ctx, &s, &err)) return err;
+    fake_mem_lookup(ctx, mem, &err);
+    fake_ctx_leave(s);
+    return err;
 }
 
 /* The layout a 4-D input's buffer has, from the attr given to rknn_set_io_mem: its fmt
@@ -364,12 +357,17 @@ static int bind(fake_context* c, fake_mem* r, const rknn_tensor_attr* attr) {
 }
 
 int rknn_set_io_mem(rknn_context ctx, rknn_tensor_mem* mem, rknn_tensor_attr* attr) {
-    WITH_MEM(rknn_set_io_mem, fake_model_ctx_enter, ctx, mem, {
-        if (attr) {
-            err = bind(c, r, attr);
-        } else {
-            fake_count(CNT_BAD_POINTER);
-            err = fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_set_io_mem: NULL attr");
-        }
-    });
+    FAKE_ENTER(rknn_set_io_mem, err);
+    fake_slot* s;
+    fake_context* c = fake_model_ctx_enter(ctx, &s, &err);
+    if (!c) return err;
+    fake_mem* r = fake_mem_lookup(ctx, mem, &err);
+    if (r && attr) {
+        err = bind(c, r, attr);
+    } else if (r) {
+        fake_count(CNT_BAD_POINTER);
+        err = fake_fail(RKNN_ERR_PARAM_INVALID, "rknn_set_io_mem: NULL attr");
+    }
+    fake_ctx_leave(s);
+    return err;
 }

@@ -179,8 +179,7 @@ static int query(fake_context* c, rknn_query_cmd cmd, void* info) {
 }
 
 int rknn_query(rknn_context context, rknn_query_cmd cmd, void* info, uint32_t size) {
-    int fault = fake_enter_function(FN_rknn_query), err;
-    if (fault) return fake_fail(fault, "injected failure of rknn_query");
+    FAKE_ENTER(rknn_query, err);
     fake_slot* s;
     fake_context* c = fake_model_ctx_enter(context, &s, &err);
     if (!c) return err;
