@@ -30,8 +30,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from .errors import DTypeError, Error, ShapeError
+from .model_file import Model
 from .pool import Pool
-from .session import Model
 from .tensor import TensorSpec
 
 NPU = "RknpuExecutionProvider"

@@ -24,7 +24,8 @@ from .batches import run_batch
 from .cores import SOC_CORES, CoreMask, MaskLike, detect_soc, validate_mask
 from .dispatch import Dispatcher
 from .errors import ClosedError
-from .session import Model, Session
+from .model_file import Model
+from .session import Session
 
 Outputs = list[np.ndarray]
 # Requests in flight per context by default: enough that a context finishing a run finds the

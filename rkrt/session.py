@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
@@ -22,6 +22,8 @@ from .dispatch import Dispatcher
 from .errors import RKNNError, UnsupportedRuntimeError, check
 from .general import CAST_MODES, GeneralRunner
 from .library import Runtime, load
+from .model_file import Model, read_model
+from .shared_weights import FLAG_SHARE_WEIGHTS, init_sharing, refuse_dynamic
 from .tensor import TensorSpec
 
 if TYPE_CHECKING:
@@ -30,42 +32,12 @@ if TYPE_CHECKING:
 _NULL = ffi.NULL
 _FLAG_NO_RENICE = DEFINES["RKNN_FLAG_DISABLE_PROC_HIGH_PRIORITY"]
 _FLAG_PERF = DEFINES["RKNN_FLAG_COLLECT_PERF_MASK"]
-_FLAG_SHARE_WEIGHTS = DEFINES["RKNN_FLAG_SHARE_WEIGHT_MEM"]
 # Calls of run_async queued or running at once on one Session; more await their turn.
 _ASYNC_PENDING = 2
-
-Model = Union[PathLike, bytes, bytearray, memoryview]
-
-
-def _read_model(model: Model) -> bytes | memoryview:
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        data, source = model, "the model bytes"
-    elif isinstance(model, (str, os.PathLike)):
-        with open(model, "rb") as f:
-            data, source = f.read(), os.fspath(model)
-    else:
-        raise TypeError(
-            f"model must be a path or the model's bytes, not {type(model).__name__}; "
-            "pass e.g. Session('model.rknn') or Session(Path('model.rknn').read_bytes())"
-        )
-    if memoryview(data).nbytes == 0:
-        # rknn_init reads a size of 0 as "model is a NUL-terminated file path": an empty
-        # buffer would send the runtime reading whatever memory follows it.
-        raise ValueError(f"{source}: the model is empty (0 bytes); pass a .rknn file's contents")
-    return data
 
 
 def _dtype_or_none(dtype: Any) -> Optional[np.dtype]:
     return None if dtype is None else np.dtype(dtype)
-
-
-# The RKNN API user guide (1.5.2, "Dynamic shape input") lists shared weights among what
-# dynamic-shape models do not support; no later release says otherwise.
-_NO_DYNAMIC_SHARING = (
-    "share_weights= with a dynamic-shape model (several input shapes) is not supported: the "
-    "RKNN API user guide (1.5.2, 'Dynamic shape input') excludes shared weights for such "
-    "models. Open the Session without share_weights= (it loads its own weights)"
-)
 
 
 class Session:
@@ -97,11 +69,11 @@ class Session:
             raise TypeError(
                 f"share_weights must be an open rkrt.Session, not {type(share_weights).__name__}"
             )
-        if share_weights is not None and share_weights.is_dynamic:
-            raise UnsupportedRuntimeError(_NO_DYNAMIC_SHARING)
+        if share_weights is not None:
+            refuse_dynamic(share_weights._context)
         soc = detect_soc(soc)
         mask = validate_mask(core_mask, soc)
-        data = _read_model(model)
+        data = read_model(model)
         runtime = load(library)
         flags = (0 if high_priority else _FLAG_NO_RENICE) | (_FLAG_PERF if collect_perf else 0)
         ctx_out = ffi.new("rknn_context*")
@@ -110,33 +82,22 @@ class Session:
             if share_weights is None:
                 check(runtime.lib.rknn_init(ctx_out, buf, len(buf), flags, _NULL), "rknn_init")
             else:
-                flags |= _FLAG_SHARE_WEIGHTS
-                share_weights._init_sharing(runtime, ctx_out, buf, flags)
+                flags |= FLAG_SHARE_WEIGHTS
+                init_sharing(share_weights._context, runtime, ctx_out, buf, flags)
         except RKNNError as exc:
             if isinstance(model, (str, os.PathLike)):  # say which file was refused
                 exc.args = (f"{os.fspath(model)}: {exc.args[0]}",)
             raise
         self._attach(runtime, int(ctx_out[0]), flags, cast, soc, mask)
-        if share_weights is not None and self.is_dynamic:
-            self.close()
-            raise UnsupportedRuntimeError(_NO_DYNAMIC_SHARING)
         if share_weights is not None:
+            try:
+                refuse_dynamic(self._context)
+            except UnsupportedRuntimeError:
+                self.close()
+                raise
             # Kept open while this one lives: the runtime computes with its weight memory.
             self._weights_of = share_weights
             share_weights._sharers.add(self)
-
-    def _init_sharing(self, runtime: Runtime, ctx_out: Any, buf: Any, flags: int) -> None:
-        """rknn_init of another model using this context's weights (RKNN_FLAG_SHARE_WEIGHT_MEM
-        with rknn_init_extend.ctx, as the header documents)."""
-        if runtime is not self._context.runtime:
-            raise ValueError(
-                "share_weights must be a Session of the same librknnrt: open both with the "
-                "same library="
-            )
-        extend = ffi.new("rknn_init_extend*")
-        with self._context.lock:  # the runtime reads this context while it initialises
-            extend.ctx = self._context.live_handle()
-            check(runtime.lib.rknn_init(ctx_out, buf, len(buf), flags, extend), "rknn_init")
 
     @classmethod
     def adopt(
