@@ -20,16 +20,19 @@ from typing import (
     AsyncIterable,
     AsyncIterator,
     Callable,
+    ContextManager,
     Iterable,
     Iterator,
     Optional,
+    Sequence,
     Union,
 )
 
-from .errors import ClosedError
+from .errors import BusyError, ClosedError
 from .gate import Gate
 
-# (future, fn, args); a stream item has no future: fn is _fill, which publishes to its slot
+# (future, fn, args); a stream task has no future: fn is _fill (one item, which publishes to
+# its slot) or _pull (a map's ticket, which takes the next item itself)
 _Task = tuple[Optional[Future], Callable[..., Any], tuple[Any, ...]]
 
 
@@ -79,11 +82,12 @@ class Dispatcher:
     def _put(self, future: Optional[Future], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         with self._lock:
             if self._closed:
+                closed = ClosedError(f"this {self._what} is closed; open a new one")
                 if future is None:
-                    _fill_cancelled(*args)
+                    _cancel_stream_task(fn, args, closed)
                 else:
                     future.cancel()
-                raise ClosedError(f"this {self._what} is closed; open a new one")
+                raise closed
             if not self._threads:
                 self._start()
             self._tasks.put((future, fn, args))
@@ -145,6 +149,46 @@ class Dispatcher:
         finally:
             for slot in window:
                 slot.cancelled = True  # a run not started is skipped; one started finishes
+
+    def map_sequence(
+        self,
+        lend: Callable[[], ContextManager[Callable[[Any], Any]]],
+        items: Sequence[Any],
+        timeout: Optional[float],
+    ) -> list[Any]:
+        """``[fn(x) for x in items]`` on the workers, which take the next index themselves.
+
+        A worker enters ``lend()`` for ``fn`` once per turn at the items (e.g. borrowing a
+        context for them), not once per item.
+
+        The calling thread only waits for the end: no per-item handoff through it, which is
+        what keeps a worker's gap between two runs short. At most one item per worker is in
+        flight (fewer if other work holds the ``max_pending`` slots). The first item to fail,
+        in order, raises once the items in progress have finished; so does a timeout.
+        """
+        self.check_open()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        tasks = self._tasks
+        job = _Pull(lend, items, self._gate.release, self._put, tasks.empty)
+        if not job.n:
+            return []
+        self._gate.acquire()
+        tickets = 1
+        while tickets < min(self._n_threads, job.n):
+            try:
+                self._gate.acquire(block=False)
+            except BusyError:
+                break
+            tickets += 1
+        job.tickets = tickets
+        for k in range(tickets):
+            try:
+                self._put(None, _pull, (job,))
+            except ClosedError as closed:  # the tickets not queued give back their slots
+                for _ in range(tickets - k - 1):
+                    _pull_cancelled(job, closed)
+                raise
+        return job.wait(deadline)
 
     async def imap_async(
         self, fn: Callable[[Any], Any], inputs: Union[Iterable[Any], AsyncIterable[Any]]
@@ -253,6 +297,101 @@ class _LoopSlot:
             self.waiter.set_result(self.result)
 
 
+class _Pull:
+    """One map over a sequence: tickets (one per worker taking part) that each run the next
+    unclaimed item until another task is queued, then go back to the end of the task queue, so
+    other work interleaves."""
+
+    __slots__ = ("lend", "items", "n", "results", "release", "put", "queue_empty", "lock",
+                 "claimed", "tickets", "stopped", "failed", "done")  # fmt: skip
+
+    def __init__(
+        self,
+        lend: Callable[[], ContextManager[Callable[[Any], Any]]],
+        items: Sequence[Any],
+        release: Callable[[], None],
+        put: Callable[..., None],
+        queue_empty: Callable[[], bool],
+    ) -> None:
+        self.lend, self.items, self.n = lend, items, len(items)
+        self.results: list[Any] = [None] * self.n
+        # put queues the ticket again; queue_empty says whether no other task waits for a worker
+        self.release, self.put, self.queue_empty = release, put, queue_empty
+        self.lock = threading.Lock()
+        self.claimed = 0
+        self.tickets = 0
+        self.stopped = False
+        self.failed: Optional[tuple[int, BaseException]] = None  # the first in order
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def fail(self, index: int, error: BaseException) -> None:
+        """Under the lock: no item is claimed after this; keep the failure first in order."""
+        self.stopped = True
+        if self.failed is None or index < self.failed[0]:
+            self.failed = (index, error)
+
+    def retire(self) -> None:
+        """A ticket leaves (its item, if any, finished): its slot back; the last one ends it."""
+        with self.lock:
+            self.tickets -= 1
+            last = not self.tickets
+        self.release()
+        if last:
+            self.done.release()
+
+    def wait(self, deadline: Optional[float]) -> list[Any]:
+        try:
+            if deadline is None:
+                self.done.acquire()
+            elif not self.done.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise TimeoutError("the map's timeout passed before every result was ready")
+        except BaseException:
+            with self.lock:
+                self.stopped = True  # the items in progress finish; no other starts
+            raise
+        if self.failed is not None:
+            raise self.failed[1]
+        return self.results
+
+
+def _pull(job: _Pull) -> None:
+    """A map's ticket on a worker: run unclaimed items one by one while no other task waits,
+    then go back to the end of the task queue (or retire once no item is left)."""
+    lock, items, results, queue_empty = job.lock, job.items, job.results, job.queue_empty
+    others_wait = False
+    with job.lend() as fn:
+        while True:
+            with lock:
+                i = job.claimed
+                if job.stopped or i >= job.n:
+                    break
+                job.claimed = i + 1
+            try:
+                results[i] = fn(items[i])
+            except BaseException as exc:
+                with lock:
+                    job.fail(i, exc)
+            if not queue_empty():
+                others_wait = True
+                break
+    if not others_wait:
+        job.retire()
+        return
+    with contextlib.suppress(ClosedError):  # then _put retired it (_pull_cancelled)
+        job.put(None, _pull, (job,))
+
+
+def _pull_cancelled(job: _Pull, error: BaseException) -> None:
+    """A ticket skipped (close with cancel, or closed before it could go back in the queue):
+    the items not claimed yet report ``error``."""
+    with job.lock:
+        if job.claimed < job.n:
+            job.fail(job.claimed, error)
+        job.stopped = True
+    job.retire()
+
+
 def _fill(
     slot: Union[_Slot, _LoopSlot], release: Callable[[], None], fn: Callable[[Any], Any], x: Any
 ) -> None:
@@ -273,9 +412,18 @@ def _fill_cancelled(slot: Union[_Slot, _LoopSlot], release: Callable[[], None], 
     _fill(slot, release, None, None)  # type: ignore[arg-type]
 
 
+def _cancel_stream_task(
+    fn: Callable[..., Any], args: tuple[Any, ...], error: BaseException
+) -> None:
+    if fn is _pull:
+        _pull_cancelled(args[0], error)
+    else:
+        _fill_cancelled(*args)  # its stream reports CancelledError at that item
+
+
 def _do(task: _Task) -> None:
     future, fn, args = task
-    if future is None:  # a stream item (_fill): it publishes its own result
+    if future is None:  # a stream task (_fill, _pull): it publishes its own results
         fn(*args)
         return
     if not future.set_running_or_notify_cancel():
@@ -302,9 +450,9 @@ def _cancel_queued(tasks: queue.SimpleQueue[Optional[_Task]]) -> None:
             return
         if task is None:
             continue
-        future, _, args = task
+        future, fn, args = task
         if future is None:
-            _fill_cancelled(*args)
+            _cancel_stream_task(fn, args, CancelledError())
         else:
             future.cancel()
 

@@ -3,6 +3,8 @@ in flight."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import queue
 from concurrent.futures import Future
 from typing import (
@@ -45,6 +47,16 @@ def _on_idle(idle: queue.SimpleQueue[Session], call: Callable[..., Any], *args: 
 
 def _run(session: Session, *arrays: Any) -> Outputs:
     return session.run(*arrays)
+
+
+@contextlib.contextmanager
+def _lend(idle: queue.SimpleQueue[Session]) -> Iterator[Callable[..., Outputs]]:
+    """An idle context's run, for as many calls as the holder makes in a row."""
+    session = idle.get()
+    try:
+        yield session.run
+    finally:
+        idle.put(session)
 
 
 class Pool:
@@ -153,7 +165,17 @@ class Pool:
         return self._dispatch.imap(self._run_one(), inputs, timeout)
 
     def map(self, inputs: Iterable[Any], timeout: Optional[float] = None) -> list[Outputs]:
-        """All outputs of :meth:`imap`, as a list."""
+        """All outputs of :meth:`imap`, as a list.
+
+        A list, tuple or array of inputs is not streamed through this thread: the pool's threads
+        take the next item themselves, one each at most, which is the fastest way through a batch
+        of requests. Any other iterable is read lazily, as :meth:`imap` does. The first failing
+        item (in order) raises, after the items in progress have finished.
+        """
+        if isinstance(inputs, (list, tuple, np.ndarray)):
+            return self._dispatch.map_sequence(
+                functools.partial(_lend, self._idle), inputs, timeout
+            )
         return list(self.imap(inputs, timeout))
 
     async def run_async(self, *arrays: Any) -> Outputs:

@@ -155,6 +155,20 @@ MUTANTS = (
         (FIDELITY, "tests/test_rkrt/test_pool.py"),
     ),
     Mutant(
+        "map-first-failure-in-time",
+        "Pool.map over a list raises the failure that happened first, not the first in order",
+        "rkrt/dispatch.py",
+        (("if self.failed is None or index < self.failed[0]:", "if self.failed is None:"),),
+        ("tests/test_rkrt/test_pool_stream.py",),
+    ),
+    Mutant(
+        "map-holds-the-workers",
+        "Pool.map over a list keeps the pool's threads until it ends: other callers wait",
+        "rkrt/dispatch.py",
+        (("            if not queue_empty():\n", "            if False:\n"),),
+        ("tests/test_rkrt/test_pool_stream.py",),
+    ),
+    Mutant(
         "matmul-a-padding-unwritten",
         "MatMul does not write A's padding columns (runtime memory is not zeroed)",
         "rkrt/matmul.py",

@@ -108,6 +108,17 @@ class FakeRuntime:
         """Most rknn_run calls in flight at once since the last reset."""
         return int(self.lib.fake_max_parallel_runs())
 
+    def reset_run_gaps(self) -> None:
+        """Start counting the time contexts sit between two of their runs afresh."""
+        self.lib.fake_reset_run_gaps()
+
+    def run_gaps(self) -> tuple[float, int]:
+        """Mean seconds from one rknn_run's return to the next rknn_run on the same context,
+        and how many such gaps there were, since reset_run_gaps() (or reset())."""
+        total, count = self.ffi.new("long long*"), self.ffi.new("long long*")
+        self.lib.fake_run_gaps(total, count)
+        return (total[0] / count[0] / 1e9 if count[0] else 0.0), int(count[0])
+
     def runs_in_flight(self) -> int:
         """rknn_run calls in flight now; each has already read the run delay it sleeps."""
         return int(self.lib.fake_runs_in_flight())

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "fake_internal.h"
 
@@ -13,6 +14,7 @@ atomic_llong fake_weight_bytes_total, fake_weight_bytes_live;
 atomic_uint fake_init_flags;
 atomic_uint fake_delay_us, fake_jitter_us;
 atomic_int fake_in_flight, fake_max_in_flight;
+atomic_llong fake_gap_ns, fake_gap_count, fake_gap_epoch_ns;
 atomic_int fake_non_dmabuf_ok;
 
 #define FAKE_FN_NAME(name) #name,
@@ -54,6 +56,7 @@ void fake_reset(void) {
     atomic_store(&fake_max_in_flight, 0);
     atomic_store(&fake_weight_bytes_total, 0);
     atomic_store(&fake_non_dmabuf_ok, 0);
+    fake_reset_run_gaps();
     fake_reset_inputs();
     last_error[0] = 0;
 }
@@ -108,6 +111,24 @@ long long fake_counter(const char* name) {
 }
 
 int fake_max_parallel_runs(void) { return atomic_load(&fake_max_in_flight); }
+
+int64_t fake_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void fake_reset_run_gaps(void) {
+    /* Epoch first: a run ending now must not pair with sums about to be zeroed. */
+    atomic_store(&fake_gap_epoch_ns, fake_now_ns());
+    atomic_store(&fake_gap_ns, 0);
+    atomic_store(&fake_gap_count, 0);
+}
+
+void fake_run_gaps(long long* total_ns, long long* count) {
+    *total_ns = atomic_load(&fake_gap_ns);
+    *count = atomic_load(&fake_gap_count);
+}
 
 int fake_runs_in_flight(void) { return atomic_load(&fake_in_flight); }
 

@@ -7,8 +7,8 @@
  */
 
 /* Zero call counts, misuse counters, injected faults, the run delay, the parallel-run
- * maximum and the weight bytes allocated; forget the recorded inputs, the calling thread's
- * last error and fake_allow_non_dmabuf. Live objects are never forgotten. */
+ * maximum, the run gaps and the weight bytes allocated; forget the recorded inputs, the
+ * calling thread's last error and fake_allow_non_dmabuf. Live objects are never forgotten. */
 void fake_reset(void);
 
 /* Live objects: contexts, rknn_tensor_mem blocks, outputs not yet released. */
@@ -46,6 +46,13 @@ int fake_max_parallel_runs(void);
 
 /* rknn_run calls in flight now (each has read the run delay it sleeps). */
 int fake_runs_in_flight(void);
+
+/* How long contexts sat between two of their runs: the sum (ns) and the number of such gaps,
+ * from the return of one rknn_run to the entry of the next on the same context, both after
+ * the last fake_reset_run_gaps() (or fake_reset()). This is the time a runtime adds between
+ * runs (reading outputs, its own code, setting inputs), apart from the run itself. */
+void fake_reset_run_gaps(void);
+void fake_run_gaps(long long* total_ns, long long* count);
 
 /* What the last rknn_inputs_set received for input `index`: field "type", "size", "buf"
  * (the pointer), "pass_through" or "fmt"; -1 before any call (since the last reset) or for

@@ -61,6 +61,9 @@ extern atomic_llong fake_weight_bytes_total, fake_weight_bytes_live;
 extern atomic_uint fake_init_flags;
 extern atomic_uint fake_delay_us, fake_jitter_us;
 extern atomic_int fake_in_flight, fake_max_in_flight;
+/* Time contexts spent between two runs (fake_run_gaps), counted from fake_gap_epoch_ns on. */
+extern atomic_llong fake_gap_ns, fake_gap_count, fake_gap_epoch_ns;
+int64_t fake_now_ns(void);
 extern atomic_int fake_non_dmabuf_ok; /* fake_allow_non_dmabuf */
 
 /* Counts the call and returns the injected failure code, or 0. */
@@ -196,6 +199,7 @@ typedef struct {
     void** out_allocs; /* buffers handed out by rknn_outputs_get, not yet released */
     uint32_t n_allocs, cap_allocs;
     int64_t last_run_us;
+    int64_t last_run_end_ns; /* CLOCK_MONOTONIC when its last rknn_run returned, 0: none */
     char perf_detail[512];
 } fake_context;
 

@@ -282,6 +282,11 @@ int rknn_run(rknn_context context, rknn_run_extend* extend) {
     fake_slot* s;
     fake_context* c = fake_model_ctx_enter(context, &s, &err);
     if (!c) return err;
+    int64_t entered = fake_now_ns();
+    if (c->last_run_end_ns > atomic_load(&fake_gap_epoch_ns)) {
+        atomic_fetch_add(&fake_gap_ns, entered - c->last_run_end_ns);
+        atomic_fetch_add(&fake_gap_count, 1);
+    }
     /* Read before the run counts as in flight: a test that sees it in flight can change the
      * delay for the next runs without changing this one's. */
     uint32_t us = atomic_load(&fake_delay_us), jitter = atomic_load(&fake_jitter_us);
@@ -299,6 +304,7 @@ int rknn_run(rknn_context context, rknn_run_extend* extend) {
         if (c->flags & RKNN_FLAG_COLLECT_PERF_MASK) c->last_run_us = now_us() - start;
     }
     atomic_fetch_sub(&fake_in_flight, 1);
+    c->last_run_end_ns = fake_now_ns();
     fake_ctx_leave(s);
     return err;
 }

@@ -62,11 +62,17 @@ def test_native_lane_writes_table_json_and_chart(tmp_path: Path, capsys) -> None
 
 
 def _assert_streaming_result(result: dict) -> None:
-    lines = result["throughput"]["lines"]
-    assert {"rkrt Pool.map", "rkrt Pool.imap", "rkrt Pool.imap_async"} <= set(lines)
-    for line in lines.values():
-        assert len(line["seconds"]) == result["settings"]["rounds"]
-        assert line["of_ideal"] > 0 and line["x_single"] > 0
+    for part, delay_us in (
+        ("throughput", 2_000),
+        ("throughput_short", 300),
+        ("throughput_no_delay", 0),
+    ):
+        assert result[part]["delay_us"] == delay_us
+        lines = result[part]["lines"]
+        assert {"rkrt Pool.map", "rkrt Pool.imap", "rkrt Pool.imap_async"} <= set(lines)
+        for line in lines.values():
+            assert len(line["seconds"]) == result["settings"]["rounds"]
+            assert line["of_ideal"] > 0 and line["x_single"] > 0 and line["gap_us"] > 0
     assert result["run_batch"]["speedup"] > 0
     memory = result["memory"]
     assert memory["requests"] == result["settings"]["rss_requests"]
@@ -94,6 +100,9 @@ def test_streaming_benchmark_with_the_peer_if_installed(tmp_path: Path) -> None:
     assert {"ez_rknn_async run_async", "ez_rknn_async run_pipeline(3)"} <= set(
         result["throughput"]["lines"]
     )
+    for part in ("throughput", "throughput_short"):
+        vs = result[part]["peer_vs_rkrt"]
+        assert vs["rounds"] == result["settings"]["rounds"] and vs["median"] > 0
     assert {"ez_rknn_async run", "ez_rknn_async io_binding"} <= set(result["overhead"])
 
 

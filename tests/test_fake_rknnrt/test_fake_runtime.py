@@ -1003,6 +1003,30 @@ def test_runs_proceed_in_parallel_and_sharing_a_context_is_detected(raw, rt):
     rt.reset()  # the misuse above was on purpose (the `rt` fixture fails on any)
 
 
+def test_run_gaps_measure_the_time_a_context_sits_between_its_runs(raw, rt):
+    model = mlp(np.random.default_rng(27), [4, 3], ("identity",), "float32")
+    x = np.ones((1, 4), np.float32)
+    a, b = raw.init(model), raw.init(model)
+    for h in (a, b):
+        assert raw.set_inputs(h, x) == SUCC
+    assert raw.lib.rknn_run(a, raw.ffi.NULL) == SUCC  # before the reset: not counted
+    time.sleep(0.05)
+    rt.reset_run_gaps()
+    assert rt.run_gaps() == (0.0, 0)
+    for _ in range(4):
+        assert raw.lib.rknn_run(a, raw.ffi.NULL) == SUCC
+        assert raw.lib.rknn_run(b, raw.ffi.NULL) == SUCC  # another context: not a's gap
+        time.sleep(0.01)
+    mean, count = rt.run_gaps()
+    # a: 3 gaps, b: 3 gaps (the first run of each after the reset opens none)
+    assert count == 6
+    assert 0.01 <= mean < 0.05
+    rt.reset()
+    assert rt.run_gaps() == (0.0, 0)
+    for h in (a, b):
+        assert raw.lib.rknn_destroy(h) == SUCC
+
+
 def test_leaks_stay_visible_after_destroy(private_rt):
     raw = Raw(private_rt.path)  # its own counters: the leaks below stay in it
     model = mlp(np.random.default_rng(26), [4, 3], ("identity",), "float32")

@@ -127,10 +127,16 @@ def test_leaving_imap_early_cancels_what_has_not_started(rt, rk3588) -> None:
 def test_map_timeout_raises_and_cancels(rt, rk3588) -> None:
     model = mlp()
     rt.set_run_delay(20_000)
-    pool = rkrt.Pool(model.to_bytes(), cores=["CORE_0"], max_pending=4)
-    with pool, pytest.raises(TimeoutError):
-        pool.map(many_inputs(model, 50), timeout=0.05)
-    assert rt.calls("rknn_run") < 50
+    for inputs in (many_inputs(model, 50), iter(many_inputs(model, 50))):  # list, iterator
+        runs_before = rt.calls("rknn_run")
+        with rkrt.Pool(model.to_bytes(), cores=["CORE_0"], max_pending=4) as pool:
+            with pytest.raises(TimeoutError):
+                pool.map(inputs, timeout=0.05)
+            at_timeout = rt.calls("rknn_run")
+            time.sleep(0.1)  # five runs' time: nothing new starts after the timeout
+            # (+1: an item claimed just before it may be on its way into rknn_run)
+            assert rt.calls("rknn_run") <= at_timeout + 1
+        assert rt.calls("rknn_run") - runs_before < 10
 
 
 def test_close_finishes_accepted_work_by_default(rt, rk3588) -> None:
@@ -222,3 +228,93 @@ def test_closing_under_a_running_imap_ends_the_stream_without_hanging(rt, rk3588
     assert isinstance(outcome[-1], (CancelledError, rkrt.ClosedError))
     assert all(isinstance(y, list) for y in outcome[:-1]) and len(outcome) < 200
     assert rt.calls("rknn_run") < 200 and rt.live()["contexts"] == 0
+
+
+# ---- map over a list: the pool's threads take the next item themselves ----
+
+
+def _peak_in_flight(pool: rkrt.Pool, stop: threading.Event, peak: list[int]) -> threading.Thread:
+    def watch() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], pool.in_flight)
+            time.sleep(0.0005)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("max_pending", [12, 2])
+def test_map_of_a_list_keeps_order_and_at_most_one_item_per_context_in_flight(
+    rt, rk3588, max_pending
+) -> None:
+    model = mlp()
+    xs = many_inputs(model, 90)
+    rt.set_run_delay(300, jitter_us=600)  # items finish out of order
+    stop, peak = threading.Event(), [0]
+    with rkrt.Pool(model.to_bytes(), max_pending=max_pending) as pool:
+        watcher = _peak_in_flight(pool, stop, peak)
+        try:
+            ys = pool.map(xs)
+        finally:
+            stop.set()
+            watcher.join()
+        assert pool.in_flight == 0
+    assert peak[0] == min(3, max_pending)
+    for x, y in zip(xs, ys):
+        np.testing.assert_allclose(y[0], model.reference(x)[0], **tolerance("float16"))
+    assert len(ys) == 90 and rt.calls("rknn_run") == 90 and rt.counter("concurrent") == 0
+
+
+class SlowAt(list):
+    """A list whose item ``slow`` takes ``delay_s`` to read (the pool's threads read it)."""
+
+    def __init__(self, items: list, slow: int, delay_s: float) -> None:
+        super().__init__(items)
+        self.slow, self.delay_s = slow, delay_s
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if i == self.slow:
+            time.sleep(self.delay_s)
+        return super().__getitem__(i)
+
+
+def test_map_of_a_list_raises_the_first_failure_in_order_and_the_pool_goes_on(rt, rk3588) -> None:
+    model = mlp()
+    xs = many_inputs(model, 40)
+    xs[9] = xs[9].astype(np.float64)  # DTypeError, claimed first but failing last
+    xs[10] = np.zeros((2, 4), np.float32)  # ShapeError, failing first
+    rt.set_run_delay(2_000)
+    with rkrt.Pool(model.to_bytes()) as pool:
+        with pytest.raises(rkrt.DTypeError):
+            pool.map(SlowAt(xs, slow=9, delay_s=0.05))
+        assert rt.calls("rknn_run") < 40  # nothing claimed after the first failure
+        assert pool.in_flight == 0
+        assert len(pool.map(xs[:9])) == 9
+        assert pool.map([]) == []
+
+
+def test_map_of_a_list_lets_other_callers_in_between_its_items(rt, rk3588) -> None:
+    model = mlp()
+    x = inputs_for(model)[0]
+    rt.set_run_delay(5_000)
+    with rkrt.Pool(model.to_bytes(), cores=["CORE_0"]) as pool:
+        mapped = threading.Thread(target=pool.map, args=(many_inputs(model, 60),))
+        mapped.start()
+        time.sleep(0.02)
+        other = pool.submit(x)
+        other.result(5)
+        runs_when_served = rt.calls("rknn_run")
+        mapped.join()
+    # Served within a couple of runs of its arrival, not after the map's 60 runs.
+    assert runs_when_served < 20 and rt.calls("rknn_run") == 61
+
+
+def test_closing_under_a_running_map_of_a_list_ends_it_without_hanging(rt, rk3588) -> None:
+    model = mlp()
+    rt.set_run_delay(10_000)
+    pool = rkrt.Pool(model.to_bytes())
+    outcome = _close_while(pool, lambda out: out.append(pool.map(many_inputs(model, 300))), 0.03)
+    assert len(outcome) == 1 and isinstance(outcome[0], (CancelledError, rkrt.ClosedError))
+    assert rt.calls("rknn_run") < 300 and rt.live()["contexts"] == 0
+    assert pool.in_flight == 0
