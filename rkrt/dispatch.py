@@ -117,7 +117,15 @@ class Dispatcher:
         (never left half done) and its result is dropped.
         """
         await self._gate.acquire_async()
-        return await asyncio.wrap_future(self._enqueue(fn, args))
+        # A loop slot, not a concurrent Future wrapped for asyncio: one handoff to the loop
+        # per call instead of a Condition, callbacks and a second future.
+        slot = _LoopSlot(asyncio.get_running_loop())
+        self._put(None, _fill, (slot, self._gate.release, lambda a: fn(*a), args))
+        try:
+            return await slot.waiter
+        except asyncio.CancelledError:
+            slot.cancelled = True  # not started: skipped; started: finishes, result dropped
+            raise
 
     def imap(
         self, fn: Callable[[Any], Any], inputs: Iterable[Any], timeout: Optional[float]

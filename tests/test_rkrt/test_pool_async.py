@@ -37,6 +37,24 @@ def test_run_async_computes_on_the_pool_threads_without_blocking_the_loop(rt, rk
     assert ticks >= 5 and rt.max_parallel_runs() >= 2 and rt.counter("concurrent") == 0
 
 
+def test_run_async_raises_the_runs_error_and_refuses_a_closed_pool(rt, rk3588) -> None:
+    model = mlp()
+    pool = rkrt.Pool(model.to_bytes())
+
+    async def main() -> None:
+        with pytest.raises(rkrt.DTypeError, match="float64"):
+            await pool.run_async(np.zeros((1, 4), np.float64))
+        assert pool.in_flight == 0
+        (y,) = await pool.run_async(many_inputs(model, 1)[0])  # the pool goes on
+        assert y.shape == (1, 3)
+        pool.close()
+        with pytest.raises(rkrt.ClosedError):
+            await pool.run_async(many_inputs(model, 1)[0])
+
+    asyncio.run(main())
+    assert pool.in_flight == 0 and rt.live()["contexts"] == 0
+
+
 def test_waiting_coroutines_respect_the_bound(rt, rk3588) -> None:
     model = mlp()
     rt.set_run_delay(1_000)
@@ -83,6 +101,27 @@ def test_cancelled_awaits_leave_no_context_mid_run_and_no_slot_taken(rt, rk3588)
     assert kept + 1 <= rt.calls("rknn_run") <= kept + 1 + 6
     np.testing.assert_allclose(again[0], model.reference(xs[0])[0], **tolerance("float16"))
     assert rt.counter("concurrent") == 0
+
+
+def test_a_cancelled_await_of_a_queued_run_skips_it(rt, rk3588) -> None:
+    model = mlp()
+    x = many_inputs(model, 1)[0]
+    rt.set_run_delay(50_000)
+
+    async def main(pool: rkrt.Pool) -> list:
+        tasks = [asyncio.create_task(pool.run_async(x)) for _ in range(4)]
+        await asyncio.sleep(0.01)  # the first is running, three are queued behind it
+        assert pool.in_flight == 4
+        for t in tasks[1:]:
+            t.cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    with rkrt.Pool(model.to_bytes(), cores=["CORE_0"], max_pending=4) as pool:
+        results = asyncio.run(main(pool))
+        assert pool.in_flight == 0
+    assert isinstance(results[0], list)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[1:])
+    assert rt.calls("rknn_run") == 1  # the three queued runs never started
 
 
 def test_imap_async_streams_in_order_from_an_async_source(rt, rk3588) -> None:
