@@ -206,21 +206,25 @@ def throughput(rt, pool, session, peer_sess, settings: Settings, delay_us: int) 
             "gap_us": statistics.median(gaps[name]) * 1e6,
             "seconds": ts,
         }
+    best = _best(result, "rkrt Pool")
     return {"lines": result, "ideal_s": statistics.median(ideal), "delay_us": delay_us,
             "t_per_call_us": statistics.median(single) / settings.requests * 1e6,
-            "peer_vs_rkrt": _peer_vs_rkrt(result)}  # fmt: skip
+            "best_rkrt": best, "peer_vs_rkrt": _peer_vs(result, best)}  # fmt: skip
 
 
-def _peer_vs_rkrt(lines: dict[str, Any]) -> dict[str, Any] | None:
-    """The peer's best line's time over rkrt's best stream's, round by round (> 1: rkrt ahead)."""
-    rkrt_stream = {k: v for k, v in lines.items() if k.startswith("rkrt Pool")}
-    peer = {k: v for k, v in lines.items() if k.startswith("ez_rknn_async")}
-    if not peer:
+def _best(lines: dict[str, Any], prefix: str) -> str | None:
+    """The fastest line (median time) whose name starts with ``prefix``; None if none does."""
+    names = [k for k in lines if k.startswith(prefix)]
+    return min(names, key=lambda k: lines[k]["median_s"]) if names else None
+
+
+def _peer_vs(lines: dict[str, Any], rkrt_best: str) -> dict[str, Any] | None:
+    """The peer's best line's time over ``rkrt_best``'s, round by round (> 1: rkrt ahead)."""
+    peer_best = _best(lines, "ez_rknn_async")
+    if peer_best is None:
         return None
-    best = min(rkrt_stream, key=lambda k: rkrt_stream[k]["median_s"])
-    peer_best = min(peer, key=lambda k: peer[k]["median_s"])
-    per_round = [p / r for p, r in zip(peer[peer_best]["seconds"], rkrt_stream[best]["seconds"])]
-    return {"rkrt": best, "peer": peer_best, "median": statistics.median(per_round),
+    per_round = [p / r for p, r in zip(lines[peer_best]["seconds"], lines[rkrt_best]["seconds"])]
+    return {"rkrt": rkrt_best, "peer": peer_best, "median": statistics.median(per_round),
             "rounds_won": sum(r > 1 for r in per_round), "rounds": len(per_round)}  # fmt: skip
 
 
@@ -392,10 +396,8 @@ def memory(rt, pool, peer_sess, settings: Settings) -> dict[str, Any]:
 
 def checks(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
     tp = result["throughput"]
-    lines = tp["lines"]
-    rkrt_stream = {k: v for k, v in lines.items() if k.startswith("rkrt Pool")}
-    best_name = min(rkrt_stream, key=lambda k: rkrt_stream[k]["median_s"])
-    best = rkrt_stream[best_name]
+    best_name = tp["best_rkrt"]
+    best = tp["lines"][best_name]
     out = [(
         "rkrt's best streaming API >= 95% of the ideal N*t/3",
         f"{best_name}: {best['of_ideal']:.1%}", best["of_ideal"] >= 0.95,

@@ -176,8 +176,7 @@ class Dispatcher:
         """
         self.check_open()
         deadline = None if timeout is None else time.monotonic() + timeout
-        tasks = self._tasks
-        job = _Pull(lend, items, self._gate.release, self._put, tasks.empty)
+        job = _Pull(self, lend, items)
         if not job.n:
             return []
         self._gate.acquire()
@@ -310,21 +309,18 @@ class _Pull:
     unclaimed item until another task is queued, then go back to the end of the task queue, so
     other work interleaves."""
 
-    __slots__ = ("lend", "items", "n", "results", "release", "put", "queue_empty", "lock",
-                 "claimed", "tickets", "stopped", "failed", "done")  # fmt: skip
+    __slots__ = ("dispatcher", "lend", "items", "n", "results", "lock", "claimed", "tickets",
+                 "stopped", "failed", "done")  # fmt: skip
 
     def __init__(
         self,
+        dispatcher: Dispatcher,
         lend: Callable[[], ContextManager[Callable[[Any], Any]]],
         items: Sequence[Any],
-        release: Callable[[], None],
-        put: Callable[..., None],
-        queue_empty: Callable[[], bool],
     ) -> None:
+        self.dispatcher = dispatcher  # its queue takes the tickets, its gate their slots
         self.lend, self.items, self.n = lend, items, len(items)
         self.results: list[Any] = [None] * self.n
-        # put queues the ticket again; queue_empty says whether no other task waits for a worker
-        self.release, self.put, self.queue_empty = release, put, queue_empty
         self.lock = threading.Lock()
         self.claimed = 0
         self.tickets = 0
@@ -344,7 +340,7 @@ class _Pull:
         with self.lock:
             self.tickets -= 1
             last = not self.tickets
-        self.release()
+        self.dispatcher._gate.release()
         if last:
             self.done.release()
 
@@ -366,7 +362,8 @@ class _Pull:
 def _pull(job: _Pull) -> None:
     """A map's ticket on a worker: run unclaimed items one by one while no other task waits,
     then go back to the end of the task queue (or retire once no item is left)."""
-    lock, items, results, queue_empty = job.lock, job.items, job.results, job.queue_empty
+    lock, items, results = job.lock, job.items, job.results
+    queue_empty = job.dispatcher._tasks.empty  # False: another task waits for a worker
     others_wait = False
     with job.lend() as fn:
         while True:
@@ -387,7 +384,7 @@ def _pull(job: _Pull) -> None:
         job.retire()
         return
     with contextlib.suppress(ClosedError):  # then _put retired it (_pull_cancelled)
-        job.put(None, _pull, (job,))
+        job.dispatcher._put(None, _pull, (job,))
 
 
 def _pull_cancelled(job: _Pull, error: BaseException) -> None:

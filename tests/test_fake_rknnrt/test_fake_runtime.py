@@ -970,12 +970,18 @@ def test_counters_are_exact_under_threads(raw, rt):
     rt.reset()  # the misuse above was on purpose (the `rt` fixture fails on any)
 
 
-def test_runs_proceed_in_parallel_and_sharing_a_context_is_detected(raw, rt):
-    model = mlp(np.random.default_rng(25), [4, 3], ("identity",), "float32")
+def _ready_to_run(raw, n: int, seed: int) -> list[int]:
+    """n contexts of a 4-3 float32 model, each with its input set."""
+    model = mlp(np.random.default_rng(seed), [4, 3], ("identity",), "float32")
     x = np.ones((1, 4), np.float32)
-    handles = [raw.init(model) for _ in range(3)]
+    handles = [raw.init(model) for _ in range(n)]
     for h in handles:
         assert raw.set_inputs(h, x) == SUCC
+    return handles
+
+
+def test_runs_proceed_in_parallel_and_sharing_a_context_is_detected(raw, rt):
+    handles = _ready_to_run(raw, 3, seed=25)
     rt.set_run_delay(30000, jitter_us=1000)
 
     def run_all(targets, codes):
@@ -1004,11 +1010,7 @@ def test_runs_proceed_in_parallel_and_sharing_a_context_is_detected(raw, rt):
 
 
 def test_run_gaps_measure_the_time_a_context_sits_between_its_runs(raw, rt):
-    model = mlp(np.random.default_rng(27), [4, 3], ("identity",), "float32")
-    x = np.ones((1, 4), np.float32)
-    a, b = raw.init(model), raw.init(model)
-    for h in (a, b):
-        assert raw.set_inputs(h, x) == SUCC
+    a, b = _ready_to_run(raw, 2, seed=27)
     assert raw.lib.rknn_run(a, raw.ffi.NULL) == SUCC  # before the reset: not counted
     time.sleep(0.05)
     rt.reset_run_gaps()
