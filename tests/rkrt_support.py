@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import functools
 import os
+import tracemalloc
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from fake_rknnrt import Dense, FakeModel, build_library
@@ -20,6 +21,25 @@ def rss_bytes() -> int:
     """Resident set size of this process (Linux, no psutil: the board tests use it too)."""
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def python_allocations(
+    step: Callable[[], Any], n: int = 2000, warmup: int = 100
+) -> tuple[int, int]:
+    """Bytes Python still holds after ``n`` calls of ``step`` and its peak above the start
+    (tracemalloc), measured after ``warmup`` calls."""
+    for _ in range(warmup):
+        step()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(n):
+            step()
+        after, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return after - before, peak - before
 
 
 @functools.cache

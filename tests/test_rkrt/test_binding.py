@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import gc
-import tracemalloc
 
 import numpy as np
 import pytest
-from rkrt_support import NO_LEAKS, inputs_for, mlp, tolerance
+from rkrt_support import NO_LEAKS, inputs_for, mlp, python_allocations, tolerance
 
 import rkrt
 
@@ -101,23 +100,16 @@ def test_loop_syncs_around_run_and_allocates_nothing(rt) -> None:
     x = inputs_for(model)[0]
     with rkrt.Session(model.to_bytes()) as s, s.bind() as b:
         inp, out, run = b.inputs[0], b.outputs, b.run
-        for _ in range(100):  # warm up
+
+        def step() -> np.ndarray:
             inp[...] = x
             run()
-        tracemalloc.start()
-        try:
-            before, _ = tracemalloc.get_traced_memory()
-            tracemalloc.reset_peak()
-            for _ in range(2000):
-                inp[...] = x
-                run()
-                y = out[0]
-            after, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+            return out[0]
+
+        kept, peak = python_allocations(step)
         # Nothing kept, and nothing big even transiently (the loop's own ints stay below 1 KiB).
-        assert after - before < 256 and peak - before < 1024
-        np.testing.assert_allclose(y, model.reference(x)[0], **tolerance("float16"))
+        assert kept < 256 and peak < 1024
+        np.testing.assert_allclose(out[0], model.reference(x)[0], **tolerance("float16"))
     assert rt.calls("rknn_mem_sync") == 2 * 2100
     assert rt.calls("rknn_inputs_set") == rt.calls("rknn_outputs_get") == 0
 

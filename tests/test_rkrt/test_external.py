@@ -12,12 +12,11 @@ import functools
 import gc
 import mmap
 import os
-import tracemalloc
 from typing import Iterator
 
 import numpy as np
 import pytest
-from rkrt_support import NO_LEAKS, inputs_for, mlp, rss_bytes
+from rkrt_support import NO_LEAKS, inputs_for, mlp, python_allocations, rss_bytes
 
 import rkrt
 from rkrt import external, lowlevel
@@ -383,16 +382,5 @@ def test_fd_frame_loop_allocates_nothing(rt, memfd) -> None:
     write_fd(memfd, 0, b"", 4096)
     frame = from_memfd(memfd, 16, offset=64, dtype=np.uint8)
     with rkrt.Session(model.to_bytes()) as s, s.bind(inputs={0: frame}) as b:
-        run = b.run
-        for _ in range(100):  # warm up
-            run()
-        tracemalloc.start()
-        try:
-            before, _ = tracemalloc.get_traced_memory()
-            tracemalloc.reset_peak()
-            for _ in range(2000):
-                run()
-            after, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-    assert after - before < 256 and peak - before < 1024
+        kept, peak = python_allocations(b.run)
+    assert kept < 256 and peak < 1024
