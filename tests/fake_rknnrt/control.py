@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Callable
 
 import cffi
 
@@ -109,14 +110,23 @@ class FakeRuntime:
         return int(self.lib.fake_max_parallel_runs())
 
     def reset_run_gaps(self) -> None:
-        """Start counting the time contexts sit between two of their runs afresh."""
+        """Start counting afresh the time contexts sit between two of their runs, and the
+        time runs take."""
         self.lib.fake_reset_run_gaps()
 
     def run_gaps(self) -> tuple[float, int]:
         """Mean seconds from one rknn_run's return to the next rknn_run on the same context,
         and how many such gaps there were, since reset_run_gaps() (or reset())."""
+        return self._mean_seconds(self.lib.fake_run_gaps)
+
+    def run_times(self) -> tuple[float, int]:
+        """Mean seconds an rknn_run took (entry to return), and how many runs, of those that
+        entered since reset_run_gaps() (or reset())."""
+        return self._mean_seconds(self.lib.fake_run_times)
+
+    def _mean_seconds(self, read: Callable[..., None]) -> tuple[float, int]:
         total, count = self.ffi.new("long long*"), self.ffi.new("long long*")
-        self.lib.fake_run_gaps(total, count)
+        read(total, count)
         return (total[0] / count[0] / 1e9 if count[0] else 0.0), int(count[0])
 
     def runs_in_flight(self) -> int:

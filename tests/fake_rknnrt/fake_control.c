@@ -14,7 +14,7 @@ atomic_llong fake_weight_bytes_total, fake_weight_bytes_live;
 atomic_uint fake_init_flags;
 atomic_uint fake_delay_us, fake_jitter_us;
 atomic_int fake_in_flight, fake_max_in_flight;
-atomic_llong fake_gap_ns, fake_gap_count, fake_gap_epoch_ns;
+atomic_llong fake_gap_ns, fake_gap_count, fake_gap_epoch_ns, fake_run_ns, fake_run_count;
 atomic_int fake_non_dmabuf_ok;
 
 #define FAKE_FN_NAME(name) #name,
@@ -123,11 +123,18 @@ void fake_reset_run_gaps(void) {
     atomic_store(&fake_gap_epoch_ns, fake_now_ns());
     atomic_store(&fake_gap_ns, 0);
     atomic_store(&fake_gap_count, 0);
+    atomic_store(&fake_run_ns, 0);
+    atomic_store(&fake_run_count, 0);
 }
 
 void fake_run_gaps(long long* total_ns, long long* count) {
     *total_ns = atomic_load(&fake_gap_ns);
     *count = atomic_load(&fake_gap_count);
+}
+
+void fake_run_times(long long* total_ns, long long* count) {
+    *total_ns = atomic_load(&fake_run_ns);
+    *count = atomic_load(&fake_run_count);
 }
 
 int fake_runs_in_flight(void) { return atomic_load(&fake_in_flight); }

@@ -7,8 +7,9 @@
  */
 
 /* Zero call counts, misuse counters, injected faults, the run delay, the parallel-run
- * maximum, the run gaps and the weight bytes allocated; forget the recorded inputs, the
- * calling thread's last error and fake_allow_non_dmabuf. Live objects are never forgotten. */
+ * maximum, the run gaps and run times and the weight bytes allocated; forget the recorded
+ * inputs, the calling thread's last error and fake_allow_non_dmabuf. Live objects are never
+ * forgotten. */
 void fake_reset(void);
 
 /* Live objects: contexts, rknn_tensor_mem blocks, outputs not yet released. */
@@ -53,6 +54,11 @@ int fake_runs_in_flight(void);
  * runs (reading outputs, its own code, setting inputs), apart from the run itself. */
 void fake_reset_run_gaps(void);
 void fake_run_gaps(long long* total_ns, long long* count);
+
+/* How long the rknn_run calls that entered after the last fake_reset_run_gaps() (or
+ * fake_reset()) took, entry to return: the sum (ns) and their number. With a run delay, what
+ * the run's sleep overshoots depends on how soon the machine gives the thread a CPU back. */
+void fake_run_times(long long* total_ns, long long* count);
 
 /* What the last rknn_inputs_set received for input `index`: field "type", "size", "buf"
  * (the pointer), "pass_through" or "fmt"; -1 before any call (since the last reset) or for

@@ -61,8 +61,9 @@ extern atomic_llong fake_weight_bytes_total, fake_weight_bytes_live;
 extern atomic_uint fake_init_flags;
 extern atomic_uint fake_delay_us, fake_jitter_us;
 extern atomic_int fake_in_flight, fake_max_in_flight;
-/* Time contexts spent between two runs (fake_run_gaps), counted from fake_gap_epoch_ns on. */
-extern atomic_llong fake_gap_ns, fake_gap_count, fake_gap_epoch_ns;
+/* Time contexts spent between two runs (fake_run_gaps) and in runs (fake_run_times), counted
+ * from fake_gap_epoch_ns on. */
+extern atomic_llong fake_gap_ns, fake_gap_count, fake_gap_epoch_ns, fake_run_ns, fake_run_count;
 int64_t fake_now_ns(void);
 extern atomic_int fake_non_dmabuf_ok; /* fake_allow_non_dmabuf */
 

@@ -53,6 +53,7 @@ Q = {
     "cur_native_output": 17,
 }
 PERF_FLAG = 0x8
+PR_GET_TIMERSLACK = 30  # <linux/prctl.h>
 
 
 class Raw:
@@ -1023,8 +1024,21 @@ def test_run_gaps_measure_the_time_a_context_sits_between_its_runs(raw, rt):
     # a: 3 gaps, b: 3 gaps (the first run of each after the reset opens none)
     assert count == 6
     assert 0.01 <= mean < 0.05
+    assert rt.run_times()[1] == 8 and rt.run_times()[0] < 0.005  # no delay: the runs are short
+    rt.set_run_delay(20_000)
+    rt.reset_run_gaps()
+    assert rt.run_times() == (0.0, 0)
+    # The double sleeps with no timer slack (as an interrupt would end the run), then gives
+    # the calling thread its own slack back.
+    libc = ctypes.CDLL(None, use_errno=True)
+    slack = libc.prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0)
+    for h in (a, b):
+        assert raw.lib.rknn_run(h, raw.ffi.NULL) == SUCC
+    assert libc.prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0) == slack > 1
+    mean, count = rt.run_times()
+    assert count == 2 and 0.020 <= mean < 0.060  # the delay, plus what the sleep overshoots
     rt.reset()
-    assert rt.run_gaps() == (0.0, 0)
+    assert rt.run_gaps() == (0.0, 0) and rt.run_times() == (0.0, 0)
     for h in (a, b):
         assert raw.lib.rknn_destroy(h) == SUCC
 
