@@ -10,7 +10,9 @@ with the "RKNN" magic the peer requires) on 3 contexts (RK3588 cores 0, 1, 2):
               rotated. The ideal is N * t / 3 with t a single Session's time per call in the
               same round. "gap": the mean time a context sat between two of its runs
               (the double measures it from one rknn_run's return to the next's entry),
-              i.e. what the runtime adds around each run. The same again with
+              i.e. what the runtime adds around each run; "run": the mean time an
+              rknn_run took, the delay plus what its sleep overshot (how soon the
+              machine gave the thread a CPU back), which no runtime controls. The same again with
               SHORT_DELAY_US, where what each runtime adds per request weighs more, and
               with no delay (the cost of each API per request).
   run_batch   3000 rows of a model compiled for batches 32, 8 and 1, on 3 contexts
@@ -33,6 +35,7 @@ import asyncio
 import gc
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -182,6 +185,7 @@ def throughput(rt, pool, session, peer_sess, settings: Settings, delay_us: int) 
     rt.set_run_delay(delay_us)
     times: dict[str, list[float]] = {name: [] for name in lines}
     gaps: dict[str, list[float]] = {name: [] for name in lines}
+    runs: dict[str, list[float]] = {name: [] for name in lines}
     names = list(lines)
     try:
         for name in names:  # warm-up: threads started, shapes set
@@ -192,6 +196,7 @@ def throughput(rt, pool, session, peer_sess, settings: Settings, delay_us: int) 
                 rt.reset_run_gaps()
                 times[name].append(lines[name]())
                 gaps[name].append(rt.run_gaps()[0])
+                runs[name].append(rt.run_times()[0])
     finally:
         rt.set_run_delay(0)
         loop.close()
@@ -204,6 +209,7 @@ def throughput(rt, pool, session, peer_sess, settings: Settings, delay_us: int) 
             "of_ideal": _median_ratio(ideal, ts),
             "x_single": _median_ratio(single, ts),
             "gap_us": statistics.median(gaps[name]) * 1e6,
+            "run_us": statistics.median(runs[name]) * 1e6,
             "seconds": ts,
         }
     best = _best(result, "rkrt Pool")
@@ -224,8 +230,26 @@ def _peer_vs(lines: dict[str, Any], rkrt_best: str) -> dict[str, Any] | None:
     if peer_best is None:
         return None
     per_round = [p / r for p, r in zip(lines[peer_best]["seconds"], lines[rkrt_best]["seconds"])]
+    low, high = _median_ci(per_round)
     return {"rkrt": rkrt_best, "peer": peer_best, "median": statistics.median(per_round),
+            "ci95": [low, high], "verdict": _verdict(low, high),
             "rounds_won": sum(r > 1 for r in per_round), "rounds": len(per_round)}  # fmt: skip
+
+
+def _median_ci(ratios: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """A 95% bootstrap interval of the median of same-round ratios (fixed seed: a rerun of
+    the report on the same data gives the same interval)."""
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples)
+    )
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
+def _verdict(low: float, high: float) -> str:
+    """The comparison's outcome: ahead or behind when the interval excludes 1, else a tie
+    (within this machine's noise, neither runtime is shown faster)."""
+    return "ahead" if low > 1.0 else "behind" if high < 1.0 else "tie"
 
 
 def run_batch_speedup(rt, model_blob: bytes, settings: Settings) -> dict[str, Any]:
@@ -405,11 +429,13 @@ def checks(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
     for part, _ in PARTS[:2]:
         vs = result[part]["peer_vs_rkrt"]
         if vs is not None:
+            low, high = vs["ci95"]
             out.append((
                 f"rkrt's best beats ez_rknn_async's best at {result[part]['delay_us']} us per run "
-                "(median over rounds of the same-round time ratio)",
-                f"{vs['peer']} / {vs['rkrt']} = {vs['median']:.3f}x, rkrt ahead in "
-                f"{vs['rounds_won']} of {vs['rounds']} rounds", vs["median"] > 1.0,
+                "(median over rounds of the same-round time ratio, its 95% interval above 1)",
+                f"{vs['peer']} / {vs['rkrt']} = {vs['median']:.3f}x [{low:.3f}, {high:.3f}]: "
+                f"{vs['verdict']}, rkrt ahead in {vs['rounds_won']} of {vs['rounds']} rounds",
+                vs["verdict"] == "ahead",
             ))  # fmt: skip
     batch = result["run_batch"]
     out.append(("run_batch on 3000 rows >= 2.7x one context", f"{batch['speedup']:.2f}x",
@@ -433,11 +459,12 @@ def format_report(result: dict[str, Any]) -> str:
                  f"t = {tp['t_per_call_us']:.0f} us per call on one context, "
                  f"ideal {tp['ideal_s'] * 1e3:.1f} ms",
                  f"  {'line':34} {'median ms':>9} {'us/request':>10} {'of ideal':>9} "
-                 f"{'x 1 context':>11} {'gap us':>7}"]  # fmt: skip
+                 f"{'x 1 context':>11} {'run us':>7} {'gap us':>7}"]  # fmt: skip
         for name, v in tp["lines"].items():
             per = v["median_s"] / tp["requests"] * 1e6
             rows.append(f"  {name:34} {v['median_s'] * 1e3:9.1f} {per:10.1f} {v['of_ideal']:9.1%} "
-                        f"{v['x_single']:10.2f}x {v['gap_us']:7.1f}")  # fmt: skip
+                        f"{v['x_single']:10.2f}x {v['run_us']:7.1f} "
+                        f"{v['gap_us']:7.1f}")  # fmt: skip
     b = result["run_batch"]
     rows.append(f"run_batch, {b['rows']} rows (batches 32/8/1): "
                 f"1 context {b['one_s'] * 1e3:.1f} ms, 3 contexts {b['three_s'] * 1e3:.1f} ms, "

@@ -73,6 +73,8 @@ def _assert_streaming_result(result: dict) -> None:
         for line in lines.values():
             assert len(line["seconds"]) == result["settings"]["rounds"]
             assert line["of_ideal"] > 0 and line["x_single"] > 0 and line["gap_us"] > 0
+            # a run takes at least the double's delay (and something with none)
+            assert line["run_us"] >= delay_us and line["run_us"] > 0
     assert result["run_batch"]["speedup"] > 0
     memory = result["memory"]
     assert memory["requests"] == result["settings"]["rss_requests"]
@@ -103,6 +105,7 @@ def test_streaming_benchmark_with_the_peer_if_installed(tmp_path: Path) -> None:
     for part in ("throughput", "throughput_short"):
         vs = result[part]["peer_vs_rkrt"]
         assert vs["rounds"] == result["settings"]["rounds"] and vs["median"] > 0
+        assert vs["verdict"] in ("ahead", "tie", "behind") and len(vs["ci95"]) == 2
     assert {"ez_rknn_async run", "ez_rknn_async io_binding"} <= set(result["overhead"])
 
 
@@ -170,3 +173,27 @@ def test_rss_growth_sees_a_leak_and_no_growth_without_one() -> None:
     assert vendor_compare.rss_growth(leak, 64) >= 8 << 20
     kept.clear()
     assert vendor_compare.rss_growth(lambda: None, 1000) < 1 << 20
+
+
+@pytest.mark.parametrize("factor, verdict", [(1.03, "ahead"), (0.97, "behind"), (1.0, "tie")])
+def test_streaming_compares_the_runtimes_round_by_round(factor: float, verdict: str) -> None:
+    import random
+
+    import streaming
+
+    # Rounds share the machine's drift (the common factor); each line adds its own 0.5% noise.
+    rng = random.Random(7)
+    drift = [1 + 0.05 * rng.random() for _ in range(15)]
+    rkrt = [0.2 * d * rng.gauss(1, 0.005) for d in drift]
+    peer = [0.2 * factor * d * rng.gauss(1, 0.005) for d in drift]
+    slower = [0.21 * d for d in drift]
+    lines = {
+        "rkrt Pool.map": {"seconds": rkrt, "median_s": sorted(rkrt)[7]},
+        "ez_rknn_async run_pipeline(3)": {"seconds": peer, "median_s": sorted(peer)[7]},
+        "ez_rknn_async run_async": {"seconds": slower, "median_s": sorted(slower)[7]},
+    }
+    vs = streaming._peer_vs(lines, "rkrt Pool.map")
+    assert vs["peer"] == "ez_rknn_async run_pipeline(3)" and vs["rounds"] == 15
+    low, high = vs["ci95"]
+    assert low <= vs["median"] <= high and high - low < 0.02
+    assert vs["verdict"] == verdict
