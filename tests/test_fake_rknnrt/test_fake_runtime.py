@@ -1024,7 +1024,7 @@ def test_run_gaps_measure_the_time_a_context_sits_between_its_runs(raw, rt):
     # a: 3 gaps, b: 3 gaps (the first run of each after the reset opens none)
     assert count == 6
     assert 0.01 <= mean < 0.05
-    assert rt.run_times()[1] == 8 and rt.run_times()[0] < 0.005  # no delay: the runs are short
+    assert rt.run_times()[1] == 8 and rt.run_times()[0] < 0.020  # no delay: under the one below
     rt.set_run_delay(20_000)
     rt.reset_run_gaps()
     assert rt.run_times() == (0.0, 0)
