@@ -462,12 +462,6 @@ def _cancel_queued(tasks: queue.SimpleQueue[Optional[_Task]]) -> None:
             future.cancel()
 
 
-def _result(future: Future, deadline: Optional[float]) -> Any:
-    if deadline is None:
-        return future.result()
-    return future.result(max(0.0, deadline - time.monotonic()))
-
-
 async def _aiter(inputs: Union[Iterable[Any], AsyncIterable[Any]]) -> AsyncIterator[Any]:
     if hasattr(inputs, "__aiter__"):
         async for x in inputs:  # type: ignore[union-attr]
