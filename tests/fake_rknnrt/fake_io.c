@@ -284,9 +284,9 @@ int rknn_run(rknn_context context, rknn_run_extend* extend) {
     fake_slot* s;
     fake_context* c = fake_model_ctx_enter(context, &s, &err);
     if (!c) return err;
-    int64_t entered = fake_now_ns();
-    int counted = entered > atomic_load(&fake_gap_epoch_ns);
-    if (c->last_run_end_ns > atomic_load(&fake_gap_epoch_ns)) {
+    int64_t entered = fake_now_ns(), epoch = atomic_load(&fake_gap_epoch_ns);
+    int counted = entered > epoch;
+    if (c->last_run_end_ns > epoch) {
         atomic_fetch_add(&fake_gap_ns, entered - c->last_run_end_ns);
         atomic_fetch_add(&fake_gap_count, 1);
     }
