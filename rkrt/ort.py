@@ -13,6 +13,8 @@ What differs from onnxruntime, on purpose:
   raises :class:`InvalidArgument` (also an :class:`rkrt.DTypeError`), a shape the model does
   not accept :class:`InvalidArgument` (also an :class:`rkrt.ShapeError`). Nothing is cast.
 * A dimension that differs between the model's compiled shapes is reported as None.
+* ``SessionOptions`` and ``RunOptions`` are onnxruntime's, typed alike; their CPU tuning
+  has no effect (see rkrt.ort_options), profiling and an optimised-model file raise.
 * Providers: ``"RknpuExecutionProvider"`` (the NPU) is what runs; ``"CPUExecutionProvider"``
   is accepted in the list, as onnxruntime programs name it, but no CPU fallback exists.
   Options of the NPU provider: ``core_mask`` (one context, default ``"AUTO"``) or ``cores``
@@ -22,6 +24,7 @@ What differs from onnxruntime, on purpose:
 
 from __future__ import annotations
 
+import copy
 import os
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -31,6 +34,15 @@ import numpy as np
 
 from .errors import DTypeError, Error, ShapeError
 from .model_file import Model
+from .ort_options import (
+    ExecutionMode,
+    ExecutionOrder,
+    Fail,
+    GraphOptimizationLevel,
+    RunOptions,
+    SessionOptions,
+    check_run_options,
+)
 from .pool import Pool
 from .tensor import TensorSpec
 
@@ -146,17 +158,25 @@ class InferenceSession:
     def __init__(
         self,
         path_or_bytes: Union[Model, str, os.PathLike],
-        sess_options: Any = None,
+        sess_options: Optional[SessionOptions] = None,
         providers: Optional[Sequence[Union[str, tuple[str, dict[str, Any]]]]] = None,
         provider_options: Optional[Sequence[dict[str, Any]]] = None,
         **kwargs: Any,
     ) -> None:
-        if sess_options is not None or kwargs:
+        if kwargs:
             raise ValueError(
-                "rkrt.ort takes no session options: the graph was optimised when the .rknn was "
-                "built, and threads are NPU contexts (provider option 'cores'); remove "
-                f"{'sess_options' if sess_options is not None else sorted(kwargs)}"
+                f"rkrt.ort's InferenceSession takes no {sorted(kwargs)}: the graph was "
+                "optimised when the .rknn was built; remove them"
             )
+        if sess_options is None:
+            sess_options = SessionOptions()
+        elif not isinstance(sess_options, SessionOptions):
+            raise TypeError(
+                "sess_options must be rkrt.ort.SessionOptions or None, not "
+                f"{type(sess_options).__name__}"
+            )
+        sess_options.refuse_unsupported()
+        self._sess_options = copy.deepcopy(sess_options)
         npu = _npu_options(providers, provider_options)
         cores = npu.get("cores", [npu.get("core_mask", "AUTO")])
         self._providers = [NPU]
@@ -182,6 +202,10 @@ class InferenceSession:
     def get_modelmeta(self) -> ModelMetadata:
         """The model's metadata: the .rknn custom string in ``custom_metadata_map``."""
         return self._meta
+
+    def get_session_options(self) -> SessionOptions:
+        """A copy of the options the session was opened with (onnxruntime returns one too)."""
+        return copy.deepcopy(self._sess_options)
 
     def get_providers(self) -> list[str]:
         """The providers this session runs on."""
@@ -220,10 +244,10 @@ class InferenceSession:
         self,
         output_names: Optional[Sequence[str]],
         input_feed: Mapping[str, Any],
-        run_options: Any = None,
+        run_options: Optional[RunOptions] = None,
     ) -> list[np.ndarray]:
         """The outputs named (all for None or []), for inputs given by name."""
-        _no_run_options(run_options)
+        check_run_options(run_options)
         picked = self._select(output_names)
         arrays = self._feed(input_feed)
         try:
@@ -240,11 +264,11 @@ class InferenceSession:
         input_feed: Mapping[str, Any],
         callback: Callable[[Optional[list[np.ndarray]], Any, str], None],
         user_data: Any = None,
-        run_options: Any = None,
+        run_options: Optional[RunOptions] = None,
     ) -> None:
         """Run in the background, then ``callback(outputs, user_data, error)`` on a pool thread
         (``error`` is "" on success, else the message, with ``outputs`` None)."""
-        _no_run_options(run_options)
+        check_run_options(run_options)
         picked = self._select(output_names)
         future = self._pool.submit(self._feed(input_feed))
 
@@ -272,16 +296,17 @@ class InferenceSession:
         self.close()
 
 
-def _no_run_options(run_options: Any) -> None:
-    if run_options is not None:
-        raise ValueError("rkrt.ort takes no run_options (nothing in them applies to the NPU)")
-
-
 __all__ = [
+    "ExecutionMode",
+    "ExecutionOrder",
+    "Fail",
+    "GraphOptimizationLevel",
     "InferenceSession",
     "InvalidArgument",
     "ModelMetadata",
     "NodeArg",
+    "RunOptions",
+    "SessionOptions",
     "get_available_providers",
     "get_device",
 ]

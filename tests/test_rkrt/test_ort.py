@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import threading
 
 import numpy as np
@@ -11,17 +12,25 @@ from rkrt_support import inputs_for, mlp
 import rkrt
 import rkrt.ort as rkort
 
-# An ordinary onnxruntime program: open, describe, feed by name, read outputs and metadata.
+# An ordinary onnxruntime program: tune, open, describe, feed by name, read outputs and metadata.
 PROGRAM = """
 import numpy as np
 import onnxruntime as ort
 
 def main(path, rows):
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = 2
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     outs = [o.name for o in sess.get_outputs()]
     x = np.random.default_rng(7).normal(size=(rows, inp.shape[1])).astype(np.float32)
-    (probs,) = sess.run(outs, {inp.name: x})
+    run_options = ort.RunOptions()
+    run_options.log_severity_level = 3
+    (probs,) = sess.run(outs, {inp.name: x}, run_options)
     (again,) = sess.run(None, {inp.name: x})
     meta = sess.get_modelmeta().custom_metadata_map
     described = [(a.name, a.shape, a.type) for a in sess.get_inputs() + sess.get_outputs()]
@@ -112,17 +121,96 @@ def test_strict_errors_are_what_both_kinds_of_user_catch(rt) -> None:
             sess.run(None, {"x": np.zeros((1, 4), np.float32)})
         with pytest.raises(rkort.InvalidArgument, match="unknown output names"):
             sess.run(["probs"], {"input": np.zeros((1, 4), np.float32)})
-        with pytest.raises(ValueError, match="run_options"):
+        with pytest.raises(TypeError, match="run_options must be rkrt.ort.RunOptions"):
             sess.run(None, {"input": np.zeros((1, 4), np.float32)}, run_options=object())
     for kwargs, message in (
         ({"providers": ["CUDAExecutionProvider"]}, "unknown providers"),
         ({"providers": [("RknpuExecutionProvider", {"threads": 2})]}, "options are"),
         ({"providers": ["CPUExecutionProvider"], "provider_options": [{"x": 1}]}, "no effect"),
         ({"providers": ["RknpuExecutionProvider"], "provider_options": [{}, {}]}, "2 entries"),
-        ({"sess_options": object()}, "no session options"),
+        ({"disabled_optimizers": ["x"]}, r"takes no \['disabled_optimizers'\]"),
     ):
         with pytest.raises(ValueError, match=message):
             rkort.InferenceSession(model.to_bytes(), **kwargs)
+    with pytest.raises(TypeError, match="sess_options must be rkrt.ort.SessionOptions"):
+        rkort.InferenceSession(model.to_bytes(), sess_options=object())
+
+
+def test_options_have_onnxruntime_defaults_and_types() -> None:
+    ort = pytest.importorskip("onnxruntime")
+    for ours, theirs in ((rkort.SessionOptions(), ort.SessionOptions()),
+                         (rkort.RunOptions(), ort.RunOptions())):  # fmt: skip
+        fields = type(ours)._FIELDS
+        assert set(fields) <= {n for n in dir(theirs) if not n.startswith("_")}
+        for name in fields:
+            mine, real = getattr(ours, name), getattr(theirs, name)
+            if isinstance(mine, enum.Enum):  # onnxruntime's are pybind11 enums
+                assert (type(mine).__name__, mine.name, int(mine)) == (
+                    type(real).__name__, real.name, int(real)), name  # fmt: skip
+                assert {m.name: m.value for m in type(mine)} == {
+                    k: int(v) for k, v in type(real).__members__.items()
+                }
+            else:
+                assert (type(mine), mine) == (type(real), real), name
+    options = rkort.SessionOptions()
+    with pytest.raises(AttributeError, match="'intra_op_threads'"):
+        options.intra_op_threads = 2  # a typo never passes silently
+    with pytest.raises(TypeError, match="intra_op_num_threads takes an int, not str"):
+        options.intra_op_num_threads = "2"
+    with pytest.raises(TypeError, match="intra_op_num_threads takes an int, not float"):
+        options.intra_op_num_threads = 2.0
+    options.intra_op_num_threads = np.int64(4)  # what onnxruntime takes too
+    assert type(options.intra_op_num_threads) is int and options.intra_op_num_threads == 4
+    with pytest.raises(TypeError, match="enable_mem_pattern takes True or False, not 0"):
+        options.enable_mem_pattern = 0
+    options.enable_mem_pattern = np.bool_(False)
+    assert options.enable_mem_pattern is False
+    with pytest.raises(TypeError, match="logid takes a str, not int"):
+        options.logid = 7
+    with pytest.raises(TypeError, match="GraphOptimizationLevel member"):
+        options.graph_optimization_level = 99
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(RuntimeError, match="does not have configuration with key: nope"):
+        options.get_session_config_entry("nope")
+    with pytest.raises(TypeError, match="two strings"):
+        options.add_session_config_entry("k", 3)
+
+
+def test_session_options_that_would_produce_something_raise(rt) -> None:
+    model = mlp()
+    for name, value, message in (
+        ("enable_profiling", True, "collect_perf=True"),
+        ("optimized_model_filepath", "opt.onnx", "already compiled"),
+    ):
+        options = rkort.SessionOptions()
+        setattr(options, name, value)
+        with pytest.raises(ValueError, match=message):
+            rkort.InferenceSession(model.to_bytes(), sess_options=options)
+    options = rkort.SessionOptions()
+    options.intra_op_num_threads = 3
+    with rkort.InferenceSession(model.to_bytes(), options) as sess:
+        kept = sess.get_session_options()
+        assert kept is not options and kept.intra_op_num_threads == 3
+        options.intra_op_num_threads = 5  # the session keeps what it was opened with
+        assert sess.get_session_options().intra_op_num_threads == 3
+
+
+def test_terminate_stops_a_run_before_it_starts(rt) -> None:
+    model = mlp()
+    x = inputs_for(model)[0]
+    with rkort.InferenceSession(model.to_bytes()) as sess:
+        stop = rkort.RunOptions()
+        stop.terminate = True
+        runs = rt.calls("rknn_run")
+        with pytest.raises(rkort.Fail, match="terminate flag"):
+            sess.run(None, {"input": x}, stop)
+        with pytest.raises(rkort.Fail, match="terminate flag"):
+            sess.run_async(None, {"input": x}, lambda *a: None, None, stop)
+        assert rt.calls("rknn_run") == runs
+        stop.terminate = False
+        (y,) = sess.run(None, {"input": x}, stop)
+        assert rt.calls("rknn_run") == runs + 1 and y.shape == (1, 3)
 
 
 def test_cores_option_runs_concurrent_calls_in_parallel(rt, monkeypatch) -> None:
