@@ -12,7 +12,10 @@ with the "RKNN" magic the peer requires) on 3 contexts (RK3588 cores 0, 1, 2):
               (the double measures it from one rknn_run's return to the next's entry),
               i.e. what the runtime adds around each run; "run": the mean time an
               rknn_run took, the delay plus what its sleep overshot (how soon the
-              machine gave the thread a CPU back), which no runtime controls. The same again with
+              machine gave the thread a CPU back), which no runtime controls; "crowded": the
+              share of runs that returned on the same CPU as another context's run, less
+              than CROWDED_US apart (the second thread's wake-up then comes later, as
+              measured on 2 shared cores). The same again with
               SHORT_DELAY_US, where what each runtime adds per request weighs more, and
               with no delay (the cost of each API per request).
   run_batch   3000 rows of a model compiled for batches 32, 8 and 1, on 3 contexts
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import gc
 import json
 import os
@@ -61,6 +65,10 @@ PARTS = (("throughput", RUN_DELAY_US), ("throughput_short", SHORT_DELAY_US),
          ("throughput_no_delay", 0))  # fmt: skip
 BATCH_ROWS = 3_000
 PEER_SCHEDULE = "0,1,2"
+# How close two runs' returns on one CPU must be to count as crowded. Traced on 2 shared
+# cores at 2 ms per run: a run due within 20 to 100 us after another context's on the same CPU
+# overshot by 70 us on average, 53 us otherwise.
+CROWDED_US = 100
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,7 @@ def throughput(rt, pool, session, peer_sess, settings: Settings, delay_us: int) 
     times: dict[str, list[float]] = {name: [] for name in lines}
     gaps: dict[str, list[float]] = {name: [] for name in lines}
     runs: dict[str, list[float]] = {name: [] for name in lines}
+    crowded: dict[str, list[float]] = {name: [] for name in lines}
     names = list(lines)
     try:
         for name in names:  # warm-up: threads started, shapes set
@@ -197,6 +206,7 @@ def throughput(rt, pool, session, peer_sess, settings: Settings, delay_us: int) 
                 times[name].append(lines[name]())
                 gaps[name].append(rt.run_gaps()[0])
                 runs[name].append(rt.run_times()[0])
+                crowded[name].append(_crowded(rt.run_ends()))
     finally:
         rt.set_run_delay(0)
         loop.close()
@@ -210,12 +220,30 @@ def throughput(rt, pool, session, peer_sess, settings: Settings, delay_us: int) 
             "x_single": _median_ratio(single, ts),
             "gap_us": statistics.median(gaps[name]) * 1e6,
             "run_us": statistics.median(runs[name]) * 1e6,
+            "crowded": statistics.median(crowded[name]),
             "seconds": ts,
         }
     best = _best(result, "rkrt Pool")
     return {"lines": result, "ideal_s": statistics.median(ideal), "delay_us": delay_us,
             "t_per_call_us": statistics.median(single) / settings.requests * 1e6,
             "best_rkrt": best, "peer_vs_rkrt": _peer_vs(result, best)}  # fmt: skip
+
+
+def _crowded(ends: list[tuple[float, int, int]], window_s: float = CROWDED_US / 1e6) -> float:
+    """The share of runs that returned on the same CPU as another context's run, less than
+    ``window_s`` apart; ``ends`` as FakeRuntime.run_ends() gives them."""
+    by_cpu: dict[int, list[tuple[float, int]]] = {}
+    for t, context, cpu in ends:
+        by_cpu.setdefault(cpu, []).append((t, context))
+    near = 0
+    for runs in by_cpu.values():
+        runs.sort()
+        times = [t for t, _ in runs]
+        for t, context in runs:
+            lo = bisect.bisect_right(times, t - window_s)
+            hi = bisect.bisect_left(times, t + window_s)
+            near += any(c != context for _, c in runs[lo:hi])
+    return near / len(ends) if ends else 0.0
 
 
 def _best(lines: dict[str, Any], prefix: str) -> str | None:
@@ -459,12 +487,12 @@ def format_report(result: dict[str, Any]) -> str:
                  f"t = {tp['t_per_call_us']:.0f} us per call on one context, "
                  f"ideal {tp['ideal_s'] * 1e3:.1f} ms",
                  f"  {'line':34} {'median ms':>9} {'us/request':>10} {'of ideal':>9} "
-                 f"{'x 1 context':>11} {'run us':>7} {'gap us':>7}"]  # fmt: skip
+                 f"{'x 1 context':>11} {'run us':>7} {'gap us':>7} {'crowded':>7}"]  # fmt: skip
         for name, v in tp["lines"].items():
             per = v["median_s"] / tp["requests"] * 1e6
             rows.append(f"  {name:34} {v['median_s'] * 1e3:9.1f} {per:10.1f} {v['of_ideal']:9.1%} "
                         f"{v['x_single']:10.2f}x {v['run_us']:7.1f} "
-                        f"{v['gap_us']:7.1f}")  # fmt: skip
+                        f"{v['gap_us']:7.1f} {v['crowded']:7.0%}")  # fmt: skip
     b = result["run_batch"]
     rows.append(f"run_batch, {b['rows']} rows (batches 32/8/1): "
                 f"1 context {b['one_s'] * 1e3:.1f} ms, 3 contexts {b['three_s'] * 1e3:.1f} ms, "

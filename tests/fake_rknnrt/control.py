@@ -124,6 +124,18 @@ class FakeRuntime:
         entered since reset_run_gaps() (or reset())."""
         return self._mean_seconds(self.lib.fake_run_times)
 
+    def run_ends(self) -> list[tuple[float, int, int]]:
+        """(seconds on the double's clock, context, CPU) of each rknn_run's return, in order,
+        of the runs that entered since reset_run_gaps() (or reset()); read it between runs."""
+        n = int(self.lib.fake_run_ends(self.ffi.NULL, self.ffi.NULL, self.ffi.NULL, 0))
+        if n < 0:
+            raise RuntimeError("more runs returned than the double keeps: reset_run_gaps() sooner")
+        ends = self.ffi.new("long long[]", n)
+        contexts = self.ffi.new("unsigned long long[]", n)
+        cpus = self.ffi.new("int[]", n)
+        self.lib.fake_run_ends(ends, contexts, cpus, n)
+        return [(ends[k] / 1e9, int(contexts[k]), int(cpus[k])) for k in range(n)]
+
     def _mean_seconds(self, read: Callable[..., None]) -> tuple[float, int]:
         total, count = self.ffi.new("long long*"), self.ffi.new("long long*")
         read(total, count)

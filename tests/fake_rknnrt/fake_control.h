@@ -7,7 +7,7 @@
  */
 
 /* Zero call counts, misuse counters, injected faults, the run delay, the parallel-run
- * maximum, the run gaps and run times and the weight bytes allocated; forget the recorded
+ * maximum, the run gaps, times and ends and the weight bytes allocated; forget the recorded
  * inputs, the calling thread's last error and fake_allow_non_dmabuf. Live objects are never
  * forgotten. */
 void fake_reset(void);
@@ -59,6 +59,12 @@ void fake_run_gaps(long long* total_ns, long long* count);
  * fake_reset()) took, entry to return: the sum (ns) and their number. With a run delay, what
  * the run's sleep overshoots depends on how soon the machine gives the thread a CPU back. */
 void fake_run_times(long long* total_ns, long long* count);
+
+/* Where and when those runs returned, in the order they returned: for the first `max` of
+ * them, the time (ns, fake_now_ns's clock), the context and the CPU the thread was on. The
+ * result is how many runs returned, or -1 when more did than are kept (16384). Read it when
+ * no run is in flight. */
+long long fake_run_ends(long long* end_ns, unsigned long long* context, int* cpu, long long max);
 
 /* What the last rknn_inputs_set received for input `index`: field "type", "size", "buf"
  * (the pointer), "pass_through" or "fmt"; -1 before any call (since the last reset) or for

@@ -64,6 +64,8 @@ extern atomic_int fake_in_flight, fake_max_in_flight;
 /* Time contexts spent between two runs (fake_run_gaps) and in runs (fake_run_times), counted
  * from fake_gap_epoch_ns on. */
 extern atomic_llong fake_gap_ns, fake_gap_count, fake_gap_epoch_ns, fake_run_ns, fake_run_count;
+/* Keeps a counted run's return (fake_run_ends). */
+void fake_record_run_end(rknn_context context, int64_t end_ns);
 int64_t fake_now_ns(void);
 extern atomic_int fake_non_dmabuf_ok; /* fake_allow_non_dmabuf */
 

@@ -311,6 +311,7 @@ int rknn_run(rknn_context context, rknn_run_extend* extend) {
     if (counted) {
         atomic_fetch_add(&fake_run_ns, c->last_run_end_ns - entered);
         atomic_fetch_add(&fake_run_count, 1);
+        fake_record_run_end(context, c->last_run_end_ns);
     }
     fake_ctx_leave(s);
     return err;

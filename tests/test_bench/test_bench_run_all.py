@@ -75,6 +75,7 @@ def _assert_streaming_result(result: dict) -> None:
             assert line["of_ideal"] > 0 and line["x_single"] > 0 and line["gap_us"] > 0
             # a run takes at least the double's delay (and something with none)
             assert line["run_us"] >= delay_us and line["run_us"] > 0
+            assert 0 <= line["crowded"] <= 1
     assert result["run_batch"]["speedup"] > 0
     memory = result["memory"]
     assert memory["requests"] == result["settings"]["rss_requests"]
@@ -197,3 +198,21 @@ def test_streaming_compares_the_runtimes_round_by_round(factor: float, verdict: 
     low, high = vs["ci95"]
     assert low <= vs["median"] <= high and high - low < 0.02
     assert vs["verdict"] == verdict
+
+
+def test_crowded_counts_runs_returning_close_to_another_contexts_on_one_cpu() -> None:
+    import streaming
+
+    us = 1e-6
+    ends = [
+        (0.0, 1, 0),  # context 2 returns 60 us later on CPU 0: both crowded
+        (60 * us, 2, 0),
+        (80 * us, 3, 1),  # alone on CPU 1, though 20 us from context 2's
+        (400 * us, 1, 0),  # context 1 again 50 us later: itself, not another context
+        (450 * us, 1, 0),
+        (1000 * us, 2, 0),  # context 3 returns 100.5 us later: over the window
+        (1100.5 * us, 3, 0),
+    ]
+    assert streaming._crowded(ends) == 2 / 7
+    assert streaming._crowded(ends, window_s=101 * us) == 4 / 7
+    assert streaming._crowded([]) == 0.0

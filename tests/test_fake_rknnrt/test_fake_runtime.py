@@ -14,6 +14,7 @@ import cffi
 import numpy as np
 import pytest
 from fake_rknnrt import Dense, FakeModel, build_library
+from rkrt_support import rss_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = REPO / "native_headers" / "rknn_api.h"
@@ -1015,7 +1016,7 @@ def test_run_gaps_measure_the_time_a_context_sits_between_its_runs(raw, rt):
     assert raw.lib.rknn_run(a, raw.ffi.NULL) == SUCC  # before the reset: not counted
     time.sleep(0.05)
     rt.reset_run_gaps()
-    assert rt.run_gaps() == (0.0, 0)
+    assert rt.run_gaps() == (0.0, 0) and rt.run_ends() == []
     for _ in range(4):
         assert raw.lib.rknn_run(a, raw.ffi.NULL) == SUCC
         assert raw.lib.rknn_run(b, raw.ffi.NULL) == SUCC  # another context: not a's gap
@@ -1025,22 +1026,48 @@ def test_run_gaps_measure_the_time_a_context_sits_between_its_runs(raw, rt):
     assert count == 6
     assert 0.01 <= mean < 0.05
     assert rt.run_times()[1] == 8 and rt.run_times()[0] < 0.020  # no delay: under the one below
+    ends = rt.run_ends()
+    assert [c for _, c, _ in ends] == [a, b] * 4
+    assert all(0 <= cpu < os.cpu_count() for _, _, cpu in ends)
     rt.set_run_delay(20_000)
     rt.reset_run_gaps()
-    assert rt.run_times() == (0.0, 0)
+    assert rt.run_times() == (0.0, 0) and rt.run_ends() == []
     # The double sleeps with no timer slack (as an interrupt would end the run), then gives
     # the calling thread its own slack back.
     libc = ctypes.CDLL(None, use_errno=True)
     slack = libc.prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0)
+    started = time.monotonic()  # the double's clock too (CLOCK_MONOTONIC)
     for h in (a, b):
         assert raw.lib.rknn_run(h, raw.ffi.NULL) == SUCC
+    returned = time.monotonic()
     assert libc.prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0) == slack > 1
     mean, count = rt.run_times()
     assert count == 2 and 0.020 <= mean < 0.060  # the delay, plus what the sleep overshoots
+    (end_a, ctx_a, _), (end_b, ctx_b, _) = rt.run_ends()
+    assert (ctx_a, ctx_b) == (a, b)
+    assert started + 0.020 <= end_a <= end_b - 0.020 and end_b <= returned  # ends, not starts
     rt.reset()
-    assert rt.run_gaps() == (0.0, 0) and rt.run_times() == (0.0, 0)
+    assert rt.run_gaps() == (0.0, 0) and rt.run_times() == (0.0, 0) and rt.run_ends() == []
     for h in (a, b):
         assert raw.lib.rknn_destroy(h) == SUCC
+
+
+def test_run_ends_are_kept_in_memory_resident_from_load(private_rt):
+    raw = Raw(private_rt.path)  # loaded afresh: nothing has run on it yet
+    ctx = raw.init(mlp(np.random.default_rng(28), [4, 3], ("identity",), "float32"))
+    assert raw.set_inputs(ctx, np.ones((1, 4), np.float32)) == SUCC
+    private_rt.reset_run_gaps()
+    before = rss_bytes()
+    for _ in range(16_384):  # as many as the double keeps
+        raw.lib.rknn_run(ctx, raw.ffi.NULL)
+    # 384 KiB of run ends, were they not resident from the start, would grow RSS here and in
+    # a benchmark's memory test of the runtime under test
+    assert rss_bytes() - before < 128 << 10
+    assert len(private_rt.run_ends()) == 16_384
+    raw.lib.rknn_run(ctx, raw.ffi.NULL)
+    with pytest.raises(RuntimeError, match="more runs returned than the double keeps"):
+        private_rt.run_ends()
+    assert raw.lib.rknn_destroy(ctx) == SUCC
 
 
 def test_leaks_stay_visible_after_destroy(private_rt):
