@@ -6,6 +6,7 @@ accepted and have no effect: the graph was optimised when the .rknn was built an
 NPU. What would have to produce something rkrt does not (a profile, an optimised model file)
 raises when the session opens; ``RunOptions.terminate`` is honoured as onnxruntime honours it
 before a run.
+
 Attributes are typed: integers (numpy's too), True or False, strings, onnxruntime's enums; a
 wrong type raises TypeError, an unknown name AttributeError (a typo never passes silently).
 """
@@ -54,7 +55,6 @@ class _Options:
     """Typed attributes with onnxruntime's defaults, plus string config entries."""
 
     _FIELDS: dict[str, tuple[type, Any]] = {}
-    _KIND = ""
 
     def __init__(self) -> None:
         for name, (_, default) in self._FIELDS.items():
@@ -64,8 +64,8 @@ class _Options:
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in self._FIELDS:
             raise AttributeError(
-                f"{type(self).__name__} has no attribute {name!r}; rkrt.ort takes "
-                f"onnxruntime's {sorted(self._FIELDS)}"
+                f"{type(self).__name__} has no attribute {name!r}; its attributes are "
+                f"{sorted(self._FIELDS)}"
             )
         kind = self._FIELDS[name][0]
         if issubclass(kind, enum.Enum):
