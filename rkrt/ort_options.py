@@ -13,6 +13,7 @@ wrong type raises TypeError, an unknown name AttributeError (a typo never passes
 
 from __future__ import annotations
 
+import difflib
 import enum
 import operator
 from typing import Any
@@ -63,8 +64,10 @@ class _Options:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in self._FIELDS:
+            close = difflib.get_close_matches(name, self._FIELDS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise AttributeError(
-                f"{type(self).__name__} has no attribute {name!r}; its attributes are "
+                f"{type(self).__name__} has no attribute {name!r}; {hint}its attributes are "
                 f"{sorted(self._FIELDS)}"
             )
         kind = self._FIELDS[name][0]

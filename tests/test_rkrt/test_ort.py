@@ -153,8 +153,10 @@ def test_options_have_onnxruntime_defaults_and_types() -> None:
             else:
                 assert (type(mine), mine) == (type(real), real), name
     options = rkort.SessionOptions()
-    with pytest.raises(AttributeError, match="'intra_op_threads'"):
+    with pytest.raises(AttributeError, match="did you mean 'intra_op_num_threads'"):
         options.intra_op_threads = 2  # a typo never passes silently
+    with pytest.raises(AttributeError, match="no attribute 'threads'; its attributes are"):
+        options.threads = 2
     with pytest.raises(TypeError, match="intra_op_num_threads takes an int, not str"):
         options.intra_op_num_threads = "2"
     with pytest.raises(TypeError, match="intra_op_num_threads takes an int, not float"):
