@@ -38,7 +38,20 @@ NP2_PYTEST_ARGS := --ignore=tests/test_emit --ignore=tests/test_examples/test_de
 	--deselect tests/test_rkrt/test_fuzz_metadata.py::test_fuzz_target_accepts_hostile_inputs_and_reports_foreign_exceptions \
 	-o 'filterwarnings=error::DeprecationWarning:rkrt'
 
-.PHONY: demo test test-numpy2 lint bench wheel clean
+# The scikit-learn floor lane: users convert in their own training environment, so emit's
+# converters are tested against the oldest scikit-learn the `host` extra allows, not only the
+# newest the main lane installs (settings newer than the floor skip there, saying which).
+SKL_FLOOR := 1.6.1
+SKL_VENV := .venv-sklearn-floor
+SKL_PY := $(SKL_VENV)/bin/python
+SKL_STAMP := $(SKL_VENV)/.rkrt-installed
+SKL_DEPS := 'scikit-learn==$(SKL_FLOOR)' numpy==1.26.4 onnx==1.18.0 onnxruntime==1.26.0 \
+	protobuf==4.25.4 pandas pytest hypothesis psutil cffi tqdm
+SKL_TESTS := tests/test_emit/test_emit_onnx.py tests/test_emit/test_emit_onnx_checks.py \
+	tests/test_emit/test_emit_onnx_determinism.py tests/test_emit/test_emit_properties.py \
+	tests/test_emit/test_emit_columns.py
+
+.PHONY: demo test test-numpy2 test-sklearn-floor lint bench wheel clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +67,12 @@ $(NP2_STAMP): pyproject.toml Makefile
 	echo '*' > $(NP2_VENV)/.gitignore
 	$(NP2_PY) -m pip --disable-pip-version-check install -q $(NP2_DEPS)
 	touch $(NP2_STAMP)
+
+$(SKL_STAMP): pyproject.toml Makefile
+	test -x $(SKL_PY) || $(PYTHON) -m venv $(SKL_VENV)
+	echo '*' > $(SKL_VENV)/.gitignore
+	$(SKL_PY) -m pip --disable-pip-version-check install -q $(SKL_DEPS)
+	touch $(SKL_STAMP)
 
 $(NP2_WHEEL_STAMP): $(NP2_STAMP) $(WHEEL)
 	# as a user installs it: the wheel with the dependencies it declares (cffi; numpy 2 is kept)
@@ -82,14 +101,20 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory test-numpy2
+	$(MAKE) --no-print-directory test-sklearn-floor
 
 test-numpy2: $(NP2_WHEEL_STAMP)
 	$(NP2_PY) -c "import numpy, sys; print('numpy-2 lane: numpy', numpy.__version__); \
 	sys.exit(numpy.__version__.startswith('1.'))"
 	RKRT_TEST_INSTALLED=1 $(NP2_VENV)/bin/pytest $(NP2_PYTEST_ARGS)
 
+test-sklearn-floor: $(SKL_STAMP)
+	$(SKL_PY) -c "import sklearn, sys; print('scikit-learn floor lane:', sklearn.__version__); \
+	sys.exit(sklearn.__version__ != '$(SKL_FLOOR)')"
+	$(SKL_PY) -m pytest $(SKL_TESTS)
+
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(NP2_VENV) .cache build dist rkrt.egg-info
+	rm -rf $(VENV) $(NP2_VENV) $(SKL_VENV) .cache build dist rkrt.egg-info

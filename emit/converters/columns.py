@@ -168,15 +168,10 @@ def convert_one_hot_encoder(encoder: OneHotEncoder) -> tuple[OneHot, None]:
         columns.append(
             tuple(int(c) for c in np.where(hit, offsets[feature] + block.argmax(axis=1), -1))
         )
-    unknown = []
-    for feature in range(len(encoder.categories_)):
-        infrequent = encoder._infrequent_indices[feature] if encoder._infrequent_enabled else None
-        if encoder.handle_unknown == "error":
-            unknown.append(UNKNOWN_ERROR)
-        elif encoder.handle_unknown in ("infrequent_if_exist", "warn") and infrequent is not None:
-            unknown.append(columns[feature][int(infrequent[0])])
-        else:
-            unknown.append(UNKNOWN_ZEROS)
+    if encoder.handle_unknown == "error":
+        unknown = [UNKNOWN_ERROR] * len(encoder.categories_)
+    else:
+        unknown = _unknown_columns(encoder, offsets)
     step = OneHot(
         categories=tuple(np.asarray(c) for c in encoder.categories_),
         columns=tuple(columns),
@@ -214,6 +209,35 @@ def _probe(encoder: Any) -> np.ndarray:
         warnings.simplefilter("ignore")  # feature names: the probe is an array on purpose
         out = encoder.transform(rows)
     return np.asarray(out.toarray() if hasattr(out, "toarray") else out, dtype=np.float64)
+
+
+def _unknown_columns(encoder: OneHotEncoder, offsets: np.ndarray) -> list[int]:
+    """The column the encoder sets for a category it never saw, per feature (UNKNOWN_ZEROS
+    for none). Asked of the encoder, not derived from ``handle_unknown``: scikit-learn up to
+    1.7 encodes 'warn' as all zeros, 1.8 and later as the infrequent category."""
+    row = np.empty((1, len(encoder.categories_)), dtype=object)
+    for feature, categories in enumerate(encoder.categories_):
+        row[0, feature] = _unseen(categories.tolist())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 'warn' warns; the probe is an array on purpose
+        out = encoder.transform(row)
+    dense = np.asarray(out.toarray() if hasattr(out, "toarray") else out, dtype=np.float64)[0]
+    unknown = []
+    for feature in range(len(encoder.categories_)):
+        hits = np.flatnonzero(dense[offsets[feature] : offsets[feature + 1]])
+        unknown.append(int(offsets[feature] + hits[0]) if hits.size else UNKNOWN_ZEROS)
+    return unknown
+
+
+def _unseen(categories: list[Any]) -> Any:
+    """A value of the categories' kind (string or number) that is none of them."""
+    values = [v for v in categories if v is not None and not _is_nan(v)]
+    if values and all(isinstance(v, str) for v in values):
+        unseen = "unseen"
+        while unseen in values:
+            unseen += "_"
+        return unseen
+    return max(values) + 1 if values else "unseen"
 
 
 def _is_nan(value: Any) -> bool:

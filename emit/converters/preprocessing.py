@@ -63,7 +63,8 @@ def _center_then_scale(scaler: Any, center: Any, centers: bool, scales: bool) ->
 
 
 def _refuse_clip(scaler: Any) -> None:
-    if scaler.clip:
+    # MaxAbsScaler has had `clip` only since scikit-learn 1.8; before, it never clips.
+    if getattr(scaler, "clip", False):
         raise UnsupportedModelError(
             f"{type(scaler).__name__}(clip=True) is not affine and cannot be folded into the "
             f"model; refit with clip=False"

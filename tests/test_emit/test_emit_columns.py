@@ -39,6 +39,7 @@ from sklearn.preprocessing import (
 )
 from tabular_support import (
     AFFINE,
+    SKLEARN,
     Case,
     cases,
     fit_affine,
@@ -108,6 +109,7 @@ def test_unknown_category_raises_when_the_encoder_does() -> None:
         emit.to_preparation(estimator).transform(unseen)
 
 
+@pytest.mark.skipif(SKLEARN < (1, 6), reason="handle_unknown='warn' is scikit-learn 1.6+")
 def test_handle_unknown_warn_warns_as_scikit_learn() -> None:
     X = pd.DataFrame({"k": ["u", "u", "u", "v", "w", "w", "w"]})
     encoder = OneHotEncoder(handle_unknown="warn", min_frequency=2)
