@@ -125,7 +125,6 @@ def convert(
         raise TypeError(f"verify must be a bool or an emit.Tolerance, got {verify!r}")
     if not isinstance(optimization_level, int) or not 0 <= optimization_level <= 3:
         raise ValueError(f"optimization_level must be 0, 1, 2 or 3, got {optimization_level!r}")
-    check_target_platform(target_platform)
     directory = Path(path).resolve().parent
     if not directory.is_dir():
         raise FileNotFoundError(
@@ -156,6 +155,8 @@ def convert(
             "use it: pass quantize='int8', or pass the rows as example_input= to verify on them"
         )
 
+    # The first toolkit call: what is wrong with the arguments above is said without it.
+    check_target_platform(target_platform)
     metadata = model_metadata(
         estimator,
         network,
