@@ -205,8 +205,14 @@ def _probe(encoder: Any) -> np.ndarray:
     for feature, categories in enumerate(encoder.categories_):
         values = categories.tolist()
         rows[:, feature] = [values[min(r, len(values) - 1)] for r in range(n_rows)]
+    return _dense_transform(encoder, rows)
+
+
+def _dense_transform(encoder: Any, rows: np.ndarray) -> np.ndarray:
+    """``encoder.transform(rows)`` as a dense float64 array, its warnings silenced: the
+    probes are arrays on purpose (no feature names) and may hold unknown categories."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # feature names: the probe is an array on purpose
+        warnings.simplefilter("ignore")
         out = encoder.transform(rows)
     return np.asarray(out.toarray() if hasattr(out, "toarray") else out, dtype=np.float64)
 
@@ -218,10 +224,7 @@ def _unknown_columns(encoder: OneHotEncoder, offsets: np.ndarray) -> list[int]:
     row = np.empty((1, len(encoder.categories_)), dtype=object)
     for feature, categories in enumerate(encoder.categories_):
         row[0, feature] = _unseen(categories.tolist())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # 'warn' warns; the probe is an array on purpose
-        out = encoder.transform(row)
-    dense = np.asarray(out.toarray() if hasattr(out, "toarray") else out, dtype=np.float64)[0]
+    dense = _dense_transform(encoder, row)[0]
     unknown = []
     for feature in range(len(encoder.categories_)):
         hits = np.flatnonzero(dense[offsets[feature] : offsets[feature + 1]])
