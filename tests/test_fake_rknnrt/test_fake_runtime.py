@@ -1054,8 +1054,7 @@ def test_run_gaps_measure_the_time_a_context_sits_between_its_runs(raw, rt):
 
 def test_run_ends_are_kept_in_memory_resident_from_load(private_rt):
     raw = Raw(private_rt.path)  # loaded afresh: nothing has run on it yet
-    ctx = raw.init(mlp(np.random.default_rng(28), [4, 3], ("identity",), "float32"))
-    assert raw.set_inputs(ctx, np.ones((1, 4), np.float32)) == SUCC
+    (ctx,) = _ready_to_run(raw, 1, seed=28)
     private_rt.reset_run_gaps()
     before = rss_bytes()
     for _ in range(16_384):  # as many as the double keeps
