@@ -17,6 +17,7 @@ atomic_uint fake_init_flags;
 atomic_uint fake_delay_us, fake_jitter_us;
 atomic_int fake_in_flight, fake_max_in_flight;
 atomic_llong fake_gap_ns, fake_gap_count, fake_gap_epoch_ns, fake_run_ns, fake_run_count;
+atomic_int fake_non_dmabuf_ok;
 
 #define RUN_ENDS_KEPT 16384
 static struct {
@@ -32,7 +33,6 @@ __attribute__((constructor)) static void touch_run_ends(void) {
     volatile char* p = (volatile char*)run_ends;
     for (size_t k = 0; k < sizeof run_ends; k += 4096) p[k] = 0;
 }
-atomic_int fake_non_dmabuf_ok;
 
 #define FAKE_FN_NAME(name) #name,
 static const char* const FUNCTION_NAMES[FN_COUNT] = {FAKE_FUNCTIONS(FAKE_FN_NAME)};
