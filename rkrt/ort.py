@@ -13,6 +13,8 @@ What differs from onnxruntime, on purpose:
   raises :class:`InvalidArgument` (also an :class:`rkrt.DTypeError`), a shape the model does
   not accept :class:`InvalidArgument` (also an :class:`rkrt.ShapeError`). Nothing is cast.
 * A dimension that differs between the model's compiled shapes is reported as None.
+* ``io_binding()``/``run_with_iobinding()`` and ``OrtValue`` are onnxruntime's, over CPU
+  memory; raw pointers are refused (see rkrt.ort_iobinding).
 * ``SessionOptions`` and ``RunOptions`` are onnxruntime's, typed alike; their CPU tuning
   has no effect (see rkrt.ort_options), profiling and an optimised-model file raise.
 * Providers: ``"RknpuExecutionProvider"`` (the NPU) is what runs; ``"CPUExecutionProvider"``
@@ -32,15 +34,19 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import DTypeError, Error, ShapeError
+from .errors import DTypeError, ShapeError
 from .model_file import Model
+from .ort_iobinding import IOBinding, OrtValue, onnx_type
 from .ort_options import (
     ExecutionMode,
     ExecutionOrder,
     Fail,
     GraphOptimizationLevel,
+    InvalidArgument,
     RunOptions,
     SessionOptions,
+    _InvalidDType,
+    _InvalidShape,
     check_run_options,
 )
 from .pool import Pool
@@ -49,25 +55,6 @@ from .tensor import TensorSpec
 NPU = "RknpuExecutionProvider"
 CPU = "CPUExecutionProvider"
 _OPTIONS = ("core_mask", "cores", "max_pending")
-
-# onnx's names of numpy dtypes, as onnxruntime spells them in NodeArg.type
-_ONNX_TYPES = {
-    "float32": "float", "float16": "float16", "float64": "double", "int8": "int8",
-    "uint8": "uint8", "int16": "int16", "uint16": "uint16", "int32": "int32", "uint32": "uint32",
-    "int64": "int64", "bool": "bool",
-}  # fmt: skip
-
-
-class InvalidArgument(Error):
-    """A call got something the model cannot take (onnxruntime's INVALID_ARGUMENT)."""
-
-
-class _InvalidDType(InvalidArgument, DTypeError):
-    pass
-
-
-class _InvalidShape(InvalidArgument, ShapeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -102,10 +89,6 @@ def get_device() -> str:
     return "NPU"
 
 
-def _onnx_type(spec: TensorSpec) -> str:
-    return f"tensor({_ONNX_TYPES.get(spec.dtype.name, spec.dtype.name)})"
-
-
 def _node_args(specs: Sequence[TensorSpec], shapes: Sequence[Sequence[tuple[int, ...]]]) -> list:
     args = []
     for spec, accepted in zip(specs, shapes):
@@ -113,7 +96,7 @@ def _node_args(specs: Sequence[TensorSpec], shapes: Sequence[Sequence[tuple[int,
         for k, d in enumerate(dims):
             if any(len(s) != len(dims) or s[k] != d for s in accepted):
                 dims[k] = None
-        args.append(NodeArg(spec.name, dims, _onnx_type(spec)))
+        args.append(NodeArg(spec.name, dims, onnx_type(spec.dtype)))
     return args
 
 
@@ -249,14 +232,34 @@ class InferenceSession:
         """The outputs named (all for None or []), for inputs given by name."""
         check_run_options(run_options)
         picked = self._select(output_names)
-        arrays = self._feed(input_feed)
+        results = self._run(self._feed(input_feed))
+        return results if picked is None else [results[i] for i in picked]
+
+    def _run(self, arrays: list[Any], out: Optional[list[np.ndarray]] = None) -> list[np.ndarray]:
         try:
-            results = self._pool.run(arrays)
+            return self._pool.run(arrays, out=out)
         except DTypeError as exc:
             raise _InvalidDType(str(exc)) from None
         except ShapeError as exc:
             raise _InvalidShape(str(exc)) from None
-        return results if picked is None else [results[i] for i in picked]
+
+    def io_binding(self) -> IOBinding:
+        """A new IOBinding for :meth:`run_with_iobinding` (see rkrt.ort_iobinding)."""
+        return IOBinding(self)
+
+    def run_with_iobinding(
+        self, iobinding: IOBinding, run_options: Optional[RunOptions] = None
+    ) -> None:
+        """Run on the bound inputs; the bound outputs are then in ``iobinding.get_outputs()``
+        (written into their OrtValues, if bound to ones)."""
+        if not isinstance(iobinding, IOBinding) or iobinding.session is not self:
+            raise InvalidArgument(
+                "run_with_iobinding takes an IOBinding made by this session's io_binding()"
+            )
+        check_run_options(run_options)
+        arrays = iobinding.feed()
+        out = iobinding.destinations()
+        iobinding.keep(self._run(arrays, out))
 
     def run_async(
         self,
@@ -301,10 +304,12 @@ __all__ = [
     "ExecutionOrder",
     "Fail",
     "GraphOptimizationLevel",
+    "IOBinding",
     "InferenceSession",
     "InvalidArgument",
     "ModelMetadata",
     "NodeArg",
+    "OrtValue",
     "RunOptions",
     "SessionOptions",
     "get_available_providers",

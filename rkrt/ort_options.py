@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import Error
+from .errors import DTypeError, Error, ShapeError
 
 
 class GraphOptimizationLevel(enum.IntEnum):
@@ -50,6 +50,19 @@ class ExecutionOrder(enum.IntEnum):
 
 class Fail(Error):
     """A run that did not happen (onnxruntime's FAIL), e.g. ``RunOptions.terminate`` set."""
+
+
+class InvalidArgument(Error):
+    """A call got something the model cannot take (onnxruntime's INVALID_ARGUMENT)."""
+
+
+# What both an rkrt user and an onnxruntime user catch for a wrong dtype or shape.
+class _InvalidDType(InvalidArgument, DTypeError):
+    pass
+
+
+class _InvalidShape(InvalidArgument, ShapeError):
+    pass
 
 
 class _Options:
