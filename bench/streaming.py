@@ -21,7 +21,8 @@ with the "RKNN" magic the peer requires) on 3 contexts (RK3588 cores 0, 1, 2):
   run_batch   3000 rows of a model compiled for batches 32, 8 and 1, on 3 contexts
               against 1.
   overhead    no delay: per-call time of each binding's synchronous call and IO-binding
-              loop, and of the raw cffi floor, in interleaved blocks (bench/vendor_compare.py's
+              loop (rkrt.ort's and the peer's: the same onnxruntime calls), and of the raw
+              cffi floor, in interleaved blocks (bench/vendor_compare.py's
               method); "over floor" is what the binding adds to the runtime's own work.
   memory      10^5 requests through a bounded API, from a producer much faster than the
               NPU (its rate is measured and reported): peak RSS above the start.
@@ -314,6 +315,7 @@ def overhead(library: str, model_path: Path, peer, settings: Settings) -> dict[s
     from vendor_compare import RawFloor
 
     import rkrt
+    import rkrt.ort
 
     x = np.random.default_rng(5).standard_normal((1, 4)).astype(np.float32)
     x16 = x.astype(np.float16)
@@ -329,26 +331,31 @@ def overhead(library: str, model_path: Path, peer, settings: Settings) -> dict[s
         bound.run()
         b_out.copy()
 
+    def io_binding_call(sess: Any) -> Callable[[], Any]:
+        """onnxruntime's IO-binding loop, the same calls on rkrt.ort and on the peer."""
+        io = sess.io_binding()
+        io.bind_output("output")
+
+        def call() -> None:
+            io.bind_cpu_input("input", x16)  # the peer's binding takes the native type only
+            sess.run_with_iobinding(io)
+            io.copy_outputs_to_cpu()
+
+        return call
+
+    ort_sess = rkrt.ort.InferenceSession(model_path)
     calls: dict[str, Callable[[], Any]] = {
         "raw cffi floor": floor.call,
         "rkrt Session.run": lambda: session.run(x),
         "rkrt zero-copy (bind)": bind_call,
+        "rkrt.ort run": lambda: ort_sess.run(None, {"input": x}),
+        "rkrt.ort io_binding": io_binding_call(ort_sess),
     }
-    closers = [floor.close, session.close, bound_session.close]
+    closers = [floor.close, session.close, bound_session.close, ort_sess.close]
     if peer is not None:
         p_sess = peer.InferenceSession(str(model_path))
-        p_bound = peer.InferenceSession(str(model_path))
-        io = p_bound.io_binding()
-        io.bind_cpu_input("input", x16)  # its binding takes the native type only
-        io.bind_output("output")
-
-        def peer_bind_call() -> None:
-            io.bind_cpu_input("input", x16)
-            p_bound.run_with_iobinding(io)
-            io.copy_outputs_to_cpu()
-
         calls["ez_rknn_async run"] = lambda: p_sess.run(None, {"input": x})
-        calls["ez_rknn_async io_binding"] = peer_bind_call
+        calls["ez_rknn_async io_binding"] = io_binding_call(peer.InferenceSession(str(model_path)))
     for call in calls.values():
         time_calls(call, 300)  # warm-up
     blocks: dict[str, list[float]] = {name: [] for name in calls}

@@ -166,6 +166,8 @@ class InferenceSession:
         self._provider_options = {NPU: {k: str(v) for k, v in npu.items()}}
         self._pool = Pool(path_or_bytes, cores=cores, max_pending=npu.get("max_pending"))
         session = self._pool.sessions[0]
+        # One context needs no idle queue: its Session serialises concurrent runs itself.
+        self._run_one = session.run if len(self._pool) == 1 else self._pool.run
         shapes = session.input_shapes
         self._inputs = _node_args(session.inputs, list(zip(*shapes)))
         self._outputs = _node_args(session.outputs, [[s.shape] for s in session.outputs])
@@ -204,6 +206,11 @@ class InferenceSession:
                 f"input_feed must be a dict of input name to array, not "
                 f"{type(input_feed).__name__}; the model's inputs are {self._in_names}"
             )
+        if len(input_feed) == len(self._in_names):  # then every name found means none unknown
+            try:
+                return [input_feed[n] for n in self._in_names]
+            except KeyError:
+                pass
         unknown = [k for k in input_feed if k not in self._in_names]
         missing = [n for n in self._in_names if n not in input_feed]
         if unknown or missing:
@@ -235,9 +242,16 @@ class InferenceSession:
         results = self._run(self._feed(input_feed))
         return results if picked is None else [results[i] for i in picked]
 
+    def _args(self, arrays: list[Any]) -> Sequence[Any]:
+        """Session.run's arguments: arrays positionally (its fast path); anything else by name,
+        so that a tuple or list given for one input is never taken for the list of inputs."""
+        if all(type(a) is np.ndarray for a in arrays):
+            return arrays
+        return [dict(zip(self._in_names, arrays))]
+
     def _run(self, arrays: list[Any], out: Optional[list[np.ndarray]] = None) -> list[np.ndarray]:
         try:
-            return self._pool.run(arrays, out=out)
+            return self._run_one(*self._args(arrays), out=out)
         except DTypeError as exc:
             raise _InvalidDType(str(exc)) from None
         except ShapeError as exc:
@@ -257,9 +271,8 @@ class InferenceSession:
                 "run_with_iobinding takes an IOBinding made by this session's io_binding()"
             )
         check_run_options(run_options)
-        arrays = iobinding.feed()
-        out = iobinding.destinations()
-        iobinding.keep(self._run(arrays, out))
+        plan = iobinding.plan()
+        iobinding.keep(plan, self._run(plan.feed, plan.out))
 
     def run_async(
         self,
@@ -273,7 +286,7 @@ class InferenceSession:
         (``error`` is "" on success, else the message, with ``outputs`` None)."""
         check_run_options(run_options)
         picked = self._select(output_names)
-        future = self._pool.submit(self._feed(input_feed))
+        future = self._pool.submit(*self._args(self._feed(input_feed)))
 
         def done(f: Future) -> None:
             if f.cancelled():

@@ -178,6 +178,7 @@ class IOBinding:
         # name -> OrtValue written in place, or None (a new array each run) with its shape if given
         self._outputs: dict[str, tuple[Optional[OrtValue], Optional[tuple[int, ...]]]] = {}
         self._results: list[OrtValue] = []
+        self._plan: Optional[_Plan] = None  # what a run needs, made again after any (un)binding
 
     def _name(self, name: str, names: list[str], kind: str) -> str:
         if name not in names:
@@ -186,12 +187,17 @@ class IOBinding:
 
     def bind_cpu_input(self, name: str, arr_on_cpu: np.ndarray) -> None:
         """Bind an input to ``arr_on_cpu`` (by reference: in-place changes reach the next run)."""
-        self._inputs[self._name(name, self._in_names, "input")] = arr_on_cpu
+        self._set_input(self._name(name, self._in_names, "input"), arr_on_cpu)
+
+    def _set_input(self, name: str, array: Any) -> None:
+        self._inputs[name] = array
+        if self._plan is not None:  # rebinding inside a loop keeps the rest of the plan
+            self._plan.feed[self._in_names.index(name)] = array
 
     def bind_ortvalue_input(self, name: str, ortvalue: OrtValue) -> None:
         """Bind an input to an OrtValue (``update_inplace`` changes the next run's input)."""
         self._name(name, self._in_names, "input")
-        self._inputs[name] = _checked(ortvalue).numpy()
+        self._set_input(name, _checked(ortvalue).numpy())
 
     def bind_input(self, name: str, device_type: str, device_id: int, element_type: Any,
                    shape: Sequence[int], buffer_ptr: int) -> None:  # fmt: skip
@@ -218,10 +224,9 @@ class IOBinding:
                 f"output {name!r} is float32 in rkrt.ort, not {_element_dtype(element_type)}; "
                 "pass element_type=np.float32 or leave it out"
             )
-        self._outputs[name] = (
-            None,
-            None if shape is None else tuple(operator.index(d) for d in shape),
-        )
+        dims = None if shape is None else tuple(operator.index(d) for d in shape)
+        self._outputs[name] = (None, dims)
+        self._plan = None
 
     def bind_ortvalue_output(self, name: str, ortvalue: OrtValue) -> None:
         """Write an output into ``ortvalue`` at each run (float32, the output's shape)."""
@@ -234,13 +239,16 @@ class IOBinding:
                 f"OrtValue.ortvalue_from_shape_and_type({list(array.shape)}, np.float32)"
             )
         self._outputs[name] = (ortvalue, None)
+        self._plan = None
 
     def clear_binding_inputs(self) -> None:
         self._inputs.clear()
+        self._plan = None
 
     def clear_binding_outputs(self) -> None:
         self._outputs.clear()
         self._results = []
+        self._plan = None
 
     def synchronize_inputs(self) -> None:
         """Nothing to do: inputs are CPU memory, read when the run starts."""
@@ -258,34 +266,20 @@ class IOBinding:
 
     # ---- for InferenceSession.run_with_iobinding ----
 
-    def feed(self) -> list[np.ndarray]:
-        """The bound inputs in the model's order."""
-        missing = [n for n in self._in_names if n not in self._inputs]
-        if missing:
-            raise InvalidArgument(
-                f"inputs {missing} are not bound; bind each with bind_cpu_input(name, array)"
-            )
-        return [self._inputs[n] for n in self._in_names]
+    def plan(self) -> _Plan:
+        """The bound inputs in the model's order, and where each output goes."""
+        if self._plan is None:
+            self._plan = _Plan(self._in_names, self._inputs, self._out_names, self._outputs)
+        return self._plan
 
-    def destinations(self) -> Optional[list[np.ndarray]]:
-        """One array per model output to write the run into, or None when some output is not
-        bound to an OrtValue (the run then returns new arrays)."""
-        if not self._outputs:
-            raise InvalidArgument(
-                "no output is bound; at least one output should be requested: "
-                "bind one with bind_output(name)"
-            )
-        bound = [self._outputs.get(n, (None, None))[0] for n in self._out_names]
-        if any(v is None for v in bound):
-            return None
-        return [v.numpy() for v in bound]  # type: ignore[union-attr]
-
-    def keep(self, results: list[np.ndarray]) -> None:
+    def keep(self, plan: _Plan, results: list[np.ndarray]) -> None:
         """Take a run's results (one per model output, in model order) for the bound outputs."""
-        index = {n: k for k, n in enumerate(self._out_names)}
+        if plan.out is not None:  # the run wrote into the bound OrtValues
+            self._results = plan.values
+            return
         kept = []
-        for name, (value, shape) in self._outputs.items():
-            y = results[index[name]]
+        for k, name, value, shape in plan.picks:
+            y = results[k]
             if value is None:
                 if shape is not None and shape != y.shape:
                     raise _InvalidShape(
@@ -293,7 +287,7 @@ class IOBinding:
                         f"returned {list(y.shape)}; bind it with that shape or none"
                     )
                 value = OrtValue(y)
-            elif value.numpy() is not y:
+            else:
                 target = value.numpy()
                 if target.shape != y.shape:
                     raise _InvalidShape(
@@ -303,6 +297,38 @@ class IOBinding:
                 target[...] = y
             kept.append(value)
         self._results = kept
+
+
+class _Plan:
+    """One binding's run, worked out once: ``feed`` (the inputs in model order), ``out`` (one
+    array per model output when all are bound to OrtValues, else None) and ``picks`` (per
+    bound output, in binding order: model index, name, OrtValue or None, shape asked)."""
+
+    __slots__ = ("feed", "out", "picks", "values")
+
+    def __init__(
+        self,
+        in_names: list[str],
+        inputs: dict[str, np.ndarray],
+        out_names: list[str],
+        outputs: dict[str, tuple[Optional[OrtValue], Optional[tuple[int, ...]]]],
+    ) -> None:
+        missing = [n for n in in_names if n not in inputs]
+        if missing:
+            raise InvalidArgument(
+                f"inputs {missing} are not bound; bind each with bind_cpu_input(name, array)"
+            )
+        if not outputs:
+            raise InvalidArgument(
+                "no output is bound; at least one output should be requested: "
+                "bind one with bind_output(name)"
+            )
+        self.feed = [inputs[n] for n in in_names]
+        index = {n: k for k, n in enumerate(out_names)}
+        self.picks = [(index[n], n, value, shape) for n, (value, shape) in outputs.items()]
+        self.values = [value for _, _, value, _ in self.picks]
+        bound = [outputs.get(n, (None, None))[0] for n in out_names]
+        self.out = None if None in bound else [v.numpy() for v in bound]  # type: ignore[union-attr]
 
 
 def _checked(ortvalue: Any) -> OrtValue:

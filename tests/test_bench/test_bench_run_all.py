@@ -80,7 +80,7 @@ def _assert_streaming_result(result: dict) -> None:
     memory = result["memory"]
     assert memory["requests"] == result["settings"]["rss_requests"]
     assert {"rkrt Pool.submit", "rkrt Pool.imap", "rkrt Pool.imap_async"} <= set(memory)
-    assert {"raw cffi floor", "rkrt Session.run"} <= set(result["overhead"])
+    assert {"raw cffi floor", "rkrt Session.run", "rkrt.ort io_binding"} <= set(result["overhead"])
     assert result["checks"] and all(len(c) == 3 for c in result["checks"])
 
 

@@ -117,8 +117,13 @@ def test_strict_errors_are_what_both_kinds_of_user_catch(rt) -> None:
         with pytest.raises(rkrt.ShapeError) as err:
             sess.run(None, {"input": np.zeros((2, 4), np.float32)})
         assert isinstance(err.value, rkort.InvalidArgument)
+        # A tuple for one input is that input's data, never the list of all inputs.
+        with pytest.raises(rkort.InvalidArgument, match=r"given 'input' \(#0\) \(1, 1, 4\)"):
+            sess.run(None, {"input": (np.zeros((1, 4), np.float32),)})
         with pytest.raises(rkort.InvalidArgument, match=r"unknown \['x'\], missing \['input'\]"):
             sess.run(None, {"x": np.zeros((1, 4), np.float32)})
+        with pytest.raises(rkort.InvalidArgument, match=r"unknown \['x'\], missing \[\]"):
+            sess.run(None, {"input": np.zeros((1, 4), np.float32), "x": None})
         with pytest.raises(rkort.InvalidArgument, match="unknown output names"):
             sess.run(["probs"], {"input": np.zeros((1, 4), np.float32)})
         with pytest.raises(TypeError, match="run_options must be rkrt.ort.RunOptions"):
@@ -245,14 +250,16 @@ def test_run_async_calls_back_with_outputs_or_the_error(rt) -> None:
 
     def callback(outputs, user_data, error):
         got.append((outputs, user_data, error))
-        if len(got) == 2:
+        if len(got) == 3:
             done.set()
 
     with rkort.InferenceSession(model.to_bytes()) as sess:
         sess.run_async(["output"], {"input": x}, callback, "first")
         sess.run_async(None, {"input": x.astype(np.float64)}, callback, "second")
+        sess.run_async(None, {"input": (x,)}, callback, "third")  # a tuple is one input's data
         assert done.wait(5)
     by_tag = {tag: (outputs, error) for outputs, tag, error in got}
     np.testing.assert_allclose(by_tag["first"][0][0], model.reference(x)[0], rtol=2e-2, atol=2e-3)
     assert by_tag["first"][1] == "" and by_tag["second"][0] is None
     assert "float64" in by_tag["second"][1]
+    assert by_tag["third"][0] is None and "(1, 1, 4)" in by_tag["third"][1]
