@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from rkrt_support import inputs_for, mlp
+from rkrt_support import NO_LEAKS, inputs_for, mlp
 
 import rkrt
 import rkrt.ort as rkort
@@ -263,3 +263,26 @@ def test_run_async_calls_back_with_outputs_or_the_error(rt) -> None:
     assert by_tag["first"][1] == "" and by_tag["second"][0] is None
     assert "float64" in by_tag["second"][1]
     assert by_tag["third"][0] is None and "(1, 1, 4)" in by_tag["third"][1]
+
+
+def test_a_closed_session_refuses_every_kind_of_run(rt, monkeypatch) -> None:
+    monkeypatch.setenv("RKRT_SOC", "rk3588")
+    model = mlp()
+    x = inputs_for(model)[0]
+    for cores in (["CORE_0"], ["CORE_0", "CORE_1"]):  # one context runs without the pool's queue
+        sess = rkort.InferenceSession(
+            model.to_bytes(), providers=[("RknpuExecutionProvider", {"cores": cores})]
+        )
+        io = sess.io_binding()
+        io.bind_cpu_input("input", x)
+        io.bind_output("output")
+        sess.close()
+        runs = rt.calls("rknn_run")
+        with pytest.raises(rkrt.ClosedError):
+            sess.run(None, {"input": x})
+        with pytest.raises(rkrt.ClosedError):
+            sess.run_with_iobinding(io)
+        with pytest.raises(rkrt.ClosedError):
+            sess.run_async(None, {"input": x}, lambda *a: None)
+        assert rt.calls("rknn_run") == runs
+    assert rt.live() == NO_LEAKS
