@@ -13,7 +13,8 @@ What differs from onnxruntime, on purpose:
   raises :class:`InvalidArgument` (also an :class:`rkrt.DTypeError`), a shape the model does
   not accept :class:`InvalidArgument` (also an :class:`rkrt.ShapeError`). Nothing is cast.
 * A dimension that differs between the model's compiled shapes is reported as None.
-* ``io_binding()``/``run_with_iobinding()`` and ``OrtValue`` are onnxruntime's, over CPU
+* ``io_binding()``/``run_with_iobinding()``, ``run_with_ort_values()`` and ``OrtValue`` are
+  onnxruntime's, over CPU
   memory; raw pointers are refused (see rkrt.ort_iobinding).
 * ``SessionOptions`` and ``RunOptions`` are onnxruntime's, typed alike; their CPU tuning
   has no effect (see rkrt.ort_options), profiling and an optimised-model file raise.
@@ -256,6 +257,25 @@ class InferenceSession:
             raise _InvalidDType(str(exc)) from None
         except ShapeError as exc:
             raise _InvalidShape(str(exc)) from None
+
+    def run_with_ort_values(
+        self,
+        output_names: Optional[Sequence[str]],
+        input_dict_ort_values: Mapping[str, OrtValue],
+        run_options: Optional[RunOptions] = None,
+    ) -> list[OrtValue]:
+        """:meth:`run` with OrtValues in and out (each output a new one)."""
+        check_run_options(run_options)
+        picked = self._select(output_names)
+        values = self._feed(input_dict_ort_values)
+        bad = [type(v).__name__ for v in values if not isinstance(v, OrtValue)]
+        if bad:
+            raise TypeError(
+                f"run_with_ort_values takes rkrt.ort.OrtValue inputs, got {bad}; wrap arrays "
+                "with OrtValue.ortvalue_from_numpy, or pass them to run()"
+            )
+        results = self._run([v.numpy() for v in values])
+        return [OrtValue(results[i]) for i in (range(len(results)) if picked is None else picked)]
 
     def io_binding(self) -> IOBinding:
         """A new IOBinding for :meth:`run_with_iobinding` (see rkrt.ort_iobinding)."""

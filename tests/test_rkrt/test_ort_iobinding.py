@@ -43,6 +43,8 @@ def main(path, rows):
     (held,) = io.get_outputs()
     described = [y_value.shape(), y_value.data_type(), y_value.element_type(),
                  y_value.device_name(), held.shape(), held.data_ptr() == y_value.data_ptr()]
+    (as_value,) = sess.run_with_ort_values([out.name], {inp.name: x_value})
+    loop.append(as_value.numpy())
     return first, second, loop, described
 """
 
@@ -145,6 +147,8 @@ def test_binding_errors_name_what_is_wrong(rt) -> None:
             io.bind_ortvalue_output("output", rkort.OrtValue.ortvalue_from_numpy(frozen))
         with pytest.raises(TypeError, match="rkrt.ort.OrtValue, not numpy.ndarray"):
             io.bind_ortvalue_input("input", x)
+        with pytest.raises(TypeError, match=r"OrtValue inputs, got \['ndarray'\]"):
+            sess.run_with_ort_values(None, {"input": x})
         assert io.get_outputs() == []  # nothing was bound by a call that raised
 
         with pytest.raises(rkort.InvalidArgument, match=r"inputs \['input'\] are not bound"):
