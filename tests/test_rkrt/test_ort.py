@@ -73,18 +73,24 @@ def _run_program(source: str, path: str, rows: int):
     return namespace["main"](path, rows)
 
 
-def test_an_onnxruntime_program_runs_unchanged_but_for_the_import(rt, tmp_path) -> None:
-    pytest.importorskip("onnxruntime")
-    model = mlp(dtype="float32", batch_sizes=(5,), custom_string="digits v1")
+def run_both(program: str, model, tmp_path, rows: int) -> tuple:
+    """``program``'s results on onnxruntime (the model's ONNX twin) and on rkrt.ort (its
+    .rknn), the latter with only the import line changed."""
     onnx_path = tmp_path / "m.onnx"
     onnx_path.write_bytes(_onnx_twin(model))
     rknn_path = model.save(tmp_path / "m.rknn")
-    ported = PROGRAM.replace(ONNX_IMPORT, RKRT_IMPORT)
-    changed = [(a, b) for a, b in zip(PROGRAM.splitlines(), ported.splitlines()) if a != b]
+    ported = program.replace(ONNX_IMPORT, RKRT_IMPORT)
+    changed = [(a, b) for a, b in zip(program.splitlines(), ported.splitlines()) if a != b]
     assert changed == [(ONNX_IMPORT, RKRT_IMPORT)]
+    return _run_program(program, str(onnx_path), rows), _run_program(ported, str(rknn_path), rows)
 
-    x1, y_onnx, again1, desc_onnx, meta_onnx = _run_program(PROGRAM, str(onnx_path), 5)
-    x2, y_rkrt, again2, desc_rkrt, meta_rkrt = _run_program(ported, str(rknn_path), 5)
+
+def test_an_onnxruntime_program_runs_unchanged_but_for_the_import(rt, tmp_path) -> None:
+    pytest.importorskip("onnxruntime")
+    model = mlp(dtype="float32", batch_sizes=(5,), custom_string="digits v1")
+    on_onnx, on_rkrt = run_both(PROGRAM, model, tmp_path, 5)
+    x1, y_onnx, again1, desc_onnx, meta_onnx = on_onnx
+    x2, y_rkrt, again2, desc_rkrt, meta_rkrt = on_rkrt
     np.testing.assert_array_equal(x1, x2)
     np.testing.assert_allclose(y_rkrt, y_onnx, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(y_rkrt, again2)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rkrt_support import inputs_for, mlp, tolerance
-from test_ort import ONNX_IMPORT, RKRT_IMPORT, _onnx_twin, _run_program
+from test_ort import run_both
 
 import rkrt
 import rkrt.ort as rkort
@@ -52,15 +52,9 @@ def main(path, rows):
 def test_an_io_binding_program_runs_unchanged_but_for_the_import(rt, tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     model = mlp(dtype="float32", batch_sizes=(5,))
-    onnx_path = tmp_path / "m.onnx"
-    onnx_path.write_bytes(_onnx_twin(model))
-    rknn_path = model.save(tmp_path / "m.rknn")
-    ported = PROGRAM.replace(ONNX_IMPORT, RKRT_IMPORT)
-    changed = [(a, b) for a, b in zip(PROGRAM.splitlines(), ported.splitlines()) if a != b]
-    assert changed == [(ONNX_IMPORT, RKRT_IMPORT)]
-
-    first1, second1, loop1, desc_onnx = _run_program(PROGRAM, str(onnx_path), 5)
-    first2, second2, loop2, desc_rkrt = _run_program(ported, str(rknn_path), 5)
+    on_onnx, on_rkrt = run_both(PROGRAM, model, tmp_path, 5)
+    first1, second1, loop1, desc_onnx = on_onnx
+    first2, second2, loop2, desc_rkrt = on_rkrt
     close = tolerance("float32")
     np.testing.assert_allclose(first2, first1, **close)
     np.testing.assert_allclose(second2, second1, **close)
