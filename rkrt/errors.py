@@ -67,14 +67,16 @@ class RKNNError(Error, RuntimeError):
     """A librknnrt call returned a negative code.
 
     ``code`` is the number, ``symbol`` its RKNN_ERR_* name (``"unknown"`` for codes the header
-    does not define), ``function`` the C function that returned it, ``hint`` what usually causes it.
+    does not define), ``function`` the C function that returned it, ``hint`` what usually causes it
+    (or what the caller knows better).
     """
 
-    def __init__(self, code: int, function: str) -> None:
+    def __init__(self, code: int, function: str, hint: str = "") -> None:
         self.code = code
         self.function = function
         self.symbol = _error_names().get(code, "unknown")
-        self.hint = _HINTS.get(self.symbol, "an error code this rkrt does not know; see the log")
+        default = _HINTS.get(self.symbol, "an error code this rkrt does not know; see the log")
+        self.hint = hint or default
         super().__init__(f"{function}() failed with {self.symbol} ({code}): {self.hint}")
 
 

@@ -22,7 +22,7 @@ from .dispatch import Dispatcher
 from .errors import RKNNError, UnsupportedRuntimeError, check
 from .general import CAST_MODES, GeneralRunner
 from .library import Runtime, load
-from .model_file import Model, read_model
+from .model_file import ONNX_HINT, Model, is_onnx, read_model
 from .shared_weights import FLAG_SHARE_WEIGHTS, init_sharing, refuse_dynamic
 from .tensor import TensorSpec
 
@@ -85,9 +85,11 @@ class Session:
                 flags |= FLAG_SHARE_WEIGHTS
                 init_sharing(share_weights._context, runtime, ctx_out, buf, flags)
         except RKNNError as exc:
+            if exc.symbol == "RKNN_ERR_MODEL_INVALID" and is_onnx(data):
+                exc = RKNNError(exc.code, exc.function, ONNX_HINT)
             if isinstance(model, (str, os.PathLike)):  # say which file was refused
                 exc.args = (f"{os.fspath(model)}: {exc.args[0]}",)
-            raise
+            raise exc from None
         self._attach(runtime, int(ctx_out[0]), flags, cast, soc, mask)
         if share_weights is not None:
             try:

@@ -21,6 +21,7 @@ from fake_rknnrt import Dense, FakeModel
 from rkrt_support import inputs_for, tolerance
 
 import rkrt
+import rkrt.ort
 from rkrt import sklearn as board
 from rkrt.metadata import MetadataError, ModelMetadata, sidecar_path, write_sidecar
 
@@ -55,6 +56,41 @@ def test_every_truncation_of_a_model_is_refused_naming_the_file(rt, tmp_path: Pa
         rkrt.Session(path)
     assert rt.live() == rkrt_support.NO_LEAKS
     print(f"truncated models: {files_tried['truncated']}")
+
+
+def test_an_onnx_model_is_named_as_one_with_the_way_to_convert_it(rt, tmp_path: Path) -> None:
+    """What an onnxruntime user passes by habit: the refusal says it is ONNX, not "rebuild"."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )  # fmt: skip
+    with_producer = helper.make_model(graph, producer_name="skl2onnx")
+    without = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    serialised = [m.SerializeToString() for m in (with_producer, without)]
+    assert serialised[0][2] != serialised[1][2]  # the field after ir_version differs
+    path = tmp_path / "model.onnx"
+    for blob in serialised:
+        path.write_bytes(blob)
+        for source in (path, blob, rkrt.ort.InferenceSession):
+            with pytest.raises(rkrt.RKNNError) as info:
+                if source is rkrt.ort.InferenceSession:
+                    source(str(path))
+                else:
+                    rkrt.Session(source)
+            assert info.value.symbol == "RKNN_ERR_MODEL_INVALID"
+            assert "an ONNX model, not a .rknn one" in str(info.value)
+            assert "python -m emit" in info.value.hint
+            assert (str(path) in str(info.value)) is (source is not blob)
+    # Anything else the runtime refuses keeps the usual hint, even starting with 0x08.
+    for blob in (b"\x08\x07" + MODEL.to_bytes(), b"\x08\xff\x12" * 20, b"RKNN junk"):
+        with pytest.raises(rkrt.RKNNError, match="not a valid .rknn model"):
+            rkrt.Session(blob)
+    assert not onnx.load_model_from_string(serialised[1]).HasField("producer_name")
+    assert rt.live() == rkrt_support.NO_LEAKS
 
 
 def test_corrupt_models_fail_clearly_or_run(rt, tmp_path: Path) -> None:
