@@ -14,8 +14,7 @@ What differs from onnxruntime, on purpose:
   not accept :class:`InvalidArgument` (also an :class:`rkrt.ShapeError`). Nothing is cast.
 * A dimension that differs between the model's compiled shapes is reported as None.
 * ``io_binding()``/``run_with_iobinding()``, ``run_with_ort_values()`` and ``OrtValue`` are
-  onnxruntime's, over CPU
-  memory; raw pointers are refused (see rkrt.ort_iobinding).
+  onnxruntime's, over CPU memory; raw pointers are refused (see rkrt.ort_iobinding).
 * ``SessionOptions`` and ``RunOptions`` are onnxruntime's, typed alike; their CPU tuning
   has no effect (see rkrt.ort_options), profiling and an optimised-model file raise.
 * Providers: ``"RknpuExecutionProvider"`` (the NPU) is what runs; ``"CPUExecutionProvider"``

@@ -1,5 +1,5 @@
 """onnxruntime's SessionOptions and RunOptions for rkrt.ort, so programs that tune a session
-run unchanged.
+run unchanged, and the errors rkrt.ort raises where onnxruntime raises its own.
 
 Their CPU knobs (threads, graph optimisation, memory arenas, execution order, logging) are
 accepted and have no effect: the graph was optimised when the .rknn was built and runs on the
