@@ -42,6 +42,7 @@ class Context:
         self.mode = FRESH
         self.n_in = self.n_out = 0
         self.shape_sets: tuple[Shapes, ...] = ((),)
+        self.output_shape_sets: tuple[Shapes, ...] = ((),)  # the outputs' per input shape set
         self.inputs: tuple[TensorSpec, ...] = ()
         self.outputs: tuple[TensorSpec, ...] = ()
         # The inputs' attrs as the model declares them: the template of every shape switch.
@@ -80,9 +81,16 @@ class Context:
         self.in_attrs = self.query_attrs("RKNN_QUERY_INPUT_ATTR", self.n_in)
         self.shape_sets = self._dynamic_shapes(self.in_attrs)
         if self.is_dynamic:
-            self.switch_shapes(self.shape_sets[0])
+            # Each set's output shapes are only known once switched to: visit every set, the
+            # first one last, before anything (a zero-copy binding) depends on the current one.
+            outs = []
+            for shapes in (*self.shape_sets[1:], self.shape_sets[0]):
+                self.switch_shapes(shapes)
+                outs.append(tuple(s.shape for s in self.outputs))
+            self.output_shape_sets = (outs[-1], *outs[:-1])
         else:
             self._set_specs(self.in_attrs, self.query_attrs("RKNN_QUERY_OUTPUT_ATTR", self.n_out))
+            self.output_shape_sets = (tuple(s.shape for s in self.outputs),)
 
     @property
     def is_dynamic(self) -> bool:

@@ -170,7 +170,7 @@ class InferenceSession:
         self._run_one = session.run if len(self._pool) == 1 else self._pool.run
         shapes = session.input_shapes
         self._inputs = _node_args(session.inputs, list(zip(*shapes)))
-        self._outputs = _node_args(session.outputs, [[s.shape] for s in session.outputs])
+        self._outputs = _node_args(session.outputs, list(zip(*session.output_shapes)))
         self._out_index = {o.name: i for i, o in enumerate(self._outputs)}
         self._in_names = [i.name for i in self._inputs]
         custom = session.custom_string

@@ -195,6 +195,11 @@ class Session:
         return self._context.shape_sets
 
     @property
+    def output_shapes(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
+        """The output shapes each entry of :attr:`input_shapes` gives, in the same order."""
+        return self._context.output_shape_sets
+
+    @property
     def is_dynamic(self) -> bool:
         """True when the model accepts more than one input shape."""
         return self._context.is_dynamic

@@ -104,7 +104,8 @@ def test_description_metadata_and_providers(rt) -> None:
     with rkort.InferenceSession(model.to_bytes()) as sess:
         (inp,) = sess.get_inputs()
         assert (inp.name, inp.shape, inp.type) == ("input", [None, 4], "tensor(float16)")
-        assert sess.get_outputs()[0].type == "tensor(float16)"
+        (out,) = sess.get_outputs()
+        assert (out.name, out.shape, out.type) == ("output", [None, 3], "tensor(float16)")
         meta = sess.get_modelmeta()
         assert meta.custom_metadata_map == {"rknn_custom_string": '{"a": "b"}'}
         assert sess.get_providers() == ["RknpuExecutionProvider"]

@@ -15,11 +15,17 @@ def test_input_shapes_lists_every_allowed_shape(rt) -> None:
         assert s.is_dynamic
         assert s.input_shapes == (((1, 4),), ((8, 4),), ((32, 4),))
         assert s.inputs[0].shape == (1, 4) and s.outputs[0].shape == (1, 3)
+        # Each set's outputs, read by switching to it at open; the first set is current after.
+        assert s.output_shapes == (((1, 3),), ((8, 3),), ((32, 3),))
+        for batch in (32, 8, 1):
+            (y,) = s.run(inputs_for(model, batch=batch)[0])
+            assert (y.shape,) == s.output_shapes[s.input_shapes.index(((batch, 4),))]
 
 
 def test_static_model_answers_model_invalid_and_has_one_shape(rt) -> None:
     with rkrt.Session(mlp().to_bytes()) as s:
         assert s.input_shapes == (((1, 4),),) and not s.is_dynamic
+        assert s.output_shapes == (((1, 3),),)
     assert rt.calls("rknn_set_input_shapes") == 0
 
 
@@ -62,6 +68,7 @@ def test_several_inputs_switch_together(rt) -> None:
     model = mlp((5, 8, 2), dtype="float32", inputs=[("a", 2), ("b", 3)], batch_sizes=(2, 5))
     with rkrt.Session(model.to_bytes()) as s:
         assert s.input_shapes == (((2, 2), (2, 3)), ((5, 2), (5, 3)))
+        assert s.output_shapes == (((2, 2),), ((5, 2),))
         a, b = inputs_for(model, batch=5)
         np.testing.assert_allclose(s.run(a, b)[0], model.reference(a, b)[0], **tolerance("float32"))
         with pytest.raises(rkrt.ShapeError):
