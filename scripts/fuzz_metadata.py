@@ -5,12 +5,16 @@
 Each input is parsed as a sidecar (bytes), as a custom string (text) and as a scirknn sidecar.
 Only MetadataError (a ValueError) may escape the parser; anything else is a crash that
 libFuzzer reports with the input that caused it. What parses must survive a round trip.
-`write_seeds(directory)` fills a corpus with valid documents to start from.
+`write_seeds(directory)` fills a corpus with valid documents to start from; `fuzz(directory,
+*flags)` runs this target on them in a subprocess (libFuzzer ends its process) and returns the
+number of executions, or raises `FuzzCrash` with the traceback and the input.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -64,6 +68,31 @@ def write_dictionary(path: Path) -> None:
     tokens = [json.dumps(json.dumps(w)) for w in words]
     tokens += ['"null"', '"true"', '"1e400"', '"-0"', '"[]"', '"{}"']
     path.write_text("\n".join(tokens) + "\n")
+
+
+class FuzzCrash(AssertionError):
+    """The fuzzer found an input on which something other than MetadataError escaped."""
+
+
+def fuzz(directory: Path, *flags: str, timeout: float | None = None) -> int:
+    """Run this target from fresh seeds in `directory`; return how many inputs it executed."""
+    corpus, dictionary = directory / "corpus", directory / "metadata.dict"
+    write_seeds(corpus)
+    write_dictionary(dictionary)
+    result = subprocess.run(
+        [sys.executable, __file__, *flags, f"-dict={dictionary}", f"-artifact_prefix={directory}/",
+         "-print_final_stats=1", str(corpus)],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    crashes = sorted(directory.glob("crash-*"))
+    if result.returncode != 0 or crashes:
+        # atheris prints the Python traceback on stdout, libFuzzer its log on stderr
+        found = "".join(f"\n--- {c.name}:\n{c.read_bytes()[:2000]!r}" for c in crashes)
+        raise FuzzCrash(
+            f"exit code {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-1500:]}"
+            f"{found}"
+        )
+    return int(re.search(r"Done (\d+) runs", result.stderr).group(1))
 
 
 def check(text: str | bytes, parse) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,22 +69,14 @@ def memory(runtime: FakeRuntime, runs: int, cycles: int) -> list[tuple[str, str]
 
 
 def fuzz(seconds: int) -> tuple[str, str]:
-    target = REPO / "scripts" / "fuzz_metadata.py"
-    sys.path.insert(0, str(target.parent))
+    sys.path.insert(0, str(REPO / "scripts"))
     import fuzz_metadata
 
     with tempfile.TemporaryDirectory() as tmp:
-        corpus, dictionary = Path(tmp) / "corpus", Path(tmp) / "metadata.dict"
-        fuzz_metadata.write_seeds(corpus)
-        fuzz_metadata.write_dictionary(dictionary)
-        result = subprocess.run(
-            [sys.executable, str(target), f"-max_total_time={seconds}", f"-dict={dictionary}",
-             f"-artifact_prefix={tmp}/", str(corpus)],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise SystemExit(f"fuzzer found a crash:\n{result.stderr[-4000:]}")
-        runs = re.search(r"Done (\d+) runs", result.stderr).group(1)
+        try:
+            runs = fuzz_metadata.fuzz(Path(tmp), f"-max_total_time={seconds}")
+        except fuzz_metadata.FuzzCrash as crash:
+            raise SystemExit(f"fuzzer found a crash: {crash}") from None
         return f"atheris, {seconds} s on the metadata parser", f"{runs} executions, no crash"
 
 

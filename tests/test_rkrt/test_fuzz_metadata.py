@@ -1,6 +1,6 @@
 """Fuzzing the sidecar / custom-string parser (rkrt.metadata): only MetadataError may escape.
 
-Two fuzzers: atheris (coverage-guided, scripts/fuzz_metadata.py) for a bounded time in a
+Two fuzzers: atheris (coverage-guided, scripts/fuzz_metadata.py) for a fixed number of runs in a
 subprocess (libFuzzer ends its process), and hypothesis mutating valid documents structurally
 (runs everywhere, also where atheris has no wheel).
 """
@@ -10,9 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import platform
-import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,7 @@ from rkrt.metadata import MetadataError, ModelMetadata
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = REPO / "scripts" / "fuzz_metadata.py"
-FUZZ_SECONDS = 20
+FUZZ_RUNS = 1_000_000
 HAS_ATHERIS = importlib.util.find_spec("atheris") is not None
 
 
@@ -43,21 +40,12 @@ needs_atheris = pytest.mark.skipif(
 
 
 @needs_atheris
-def test_atheris_finds_no_crash_in_bounded_time(tmp_path: Path) -> None:
-    target = _target()
-    corpus, dictionary = tmp_path / "corpus", tmp_path / "metadata.dict"
-    target.write_seeds(corpus)
-    target.write_dictionary(dictionary)
-    result = subprocess.run(
-        [sys.executable, str(TARGET), f"-max_total_time={FUZZ_SECONDS}", f"-dict={dictionary}",
-         f"-artifact_prefix={tmp_path}/", "-print_final_stats=1", str(corpus)],
-        capture_output=True, text=True, timeout=FUZZ_SECONDS + 120,
-    )  # fmt: skip
-    crashes = list(tmp_path.glob("crash-*"))
-    assert result.returncode == 0 and not crashes, result.stderr[-4000:]
-    runs = int(re.search(r"Done (\d+) runs", result.stderr).group(1))
-    assert runs > 10_000
-    print(f"atheris: {runs} executions in {FUZZ_SECONDS} s, corpus {len(list(corpus.iterdir()))}")
+def test_atheris_finds_no_crash_in_a_fixed_number_of_runs(tmp_path: Path) -> None:
+    # A fixed seed and run count make this gate reproducible: a crash here is a regression,
+    # not luck. Open-ended exploration is scripts/reliability_full.py's (it found 1e400).
+    runs = _target().fuzz(tmp_path, "-seed=1", f"-runs={FUZZ_RUNS}", timeout=600)
+    assert runs >= FUZZ_RUNS
+    print(f"atheris: {runs} executions, corpus {len(list((tmp_path / 'corpus').iterdir()))}")
 
 
 @needs_atheris
@@ -176,3 +164,26 @@ def test_mutated_preparations_parse_or_raise_metadata_error(doc: str) -> None:
         assert str(exc).startswith("<string>")
         return
     assert ModelMetadata.from_json(meta.to_json()) == meta
+
+
+def _at(data: Any, path: tuple) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "Infinity", "NaN"])
+def test_every_scalar_set_to_a_non_finite_number_parses_or_raises(number: str) -> None:
+    """Found by atheris: a category of 1e400 was accepted, then could not be written back."""
+    data = json.loads(_prepared_metadata().to_json())
+    data["verification"] = {"max_abs_diff": 0.5, "ok": True}
+    leaves = [p for p in _paths(data)[1:] if not isinstance(_at(data, p), (dict, list))]
+    assert len(leaves) > 30
+    for path in leaves:
+        doc = json.loads(json.dumps(data))
+        _at(doc, path[:-1])[path[-1]] = "@@"
+        try:
+            meta = ModelMetadata.from_json(json.dumps(doc).replace('"@@"', number))
+        except MetadataError:
+            continue
+        assert ModelMetadata.from_json(meta.to_json()) == meta, path
