@@ -55,8 +55,11 @@ def encode_value(value: Any) -> Any:
 
 
 def decode_value(data: Any) -> Any:
-    if isinstance(data, float) and math.isinf(data):  # JSON's 1e400 reads as inf
-        raise ValueError(f"a value must be finite, got {data!r}")
+    if isinstance(data, float) and math.isinf(data):
+        raise ValueError(
+            f"a value must be finite, got {data!r} (a JSON number beyond the float64 range, "
+            "such as 1e400, reads as infinity)"
+        )
     if isinstance(data, dict):
         if data != {"nan": True}:
             raise ValueError(f"a value is a JSON scalar or {{'nan': true}}, got {data!r}")

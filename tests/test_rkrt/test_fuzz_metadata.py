@@ -179,11 +179,16 @@ def test_every_scalar_set_to_a_non_finite_number_parses_or_raises(number: str) -
     data["verification"] = {"max_abs_diff": 0.5, "ok": True}
     leaves = [p for p in _paths(data)[1:] if not isinstance(_at(data, p), (dict, list))]
     assert len(leaves) > 30
+    fill = ("preparation", "steps", 0, "branches", 0, "steps", 0, "fill", 0)
+    assert fill in leaves
     for path in leaves:
         doc = json.loads(json.dumps(data))
         _at(doc, path[:-1])[path[-1]] = "@@"
         try:
             meta = ModelMetadata.from_json(json.dumps(doc).replace('"@@"', number))
-        except MetadataError:
+        except MetadataError as exc:
+            assert str(exc).startswith("<string>"), exc
+            assert path != fill or "must be finite" in str(exc), exc
             continue
+        assert number == "NaN" or path != fill, "an infinite fill value was accepted"
         assert ModelMetadata.from_json(meta.to_json()) == meta, path
