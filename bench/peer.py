@@ -23,15 +23,22 @@ MODULE = "ztu_somemodelruntime_ez_rknn_async"
 TARGET = Path(__file__).resolve().parent.parent / ".cache" / "ez_rknn_async"
 
 
-def ensure_peer(library: str) -> ModuleType:
-    """Install the peer into .cache (once), point it at ``library`` and import it."""
-    stamp = TARGET / f"{MODULE}-{VERSION}.dist-info"
-    if not stamp.is_dir():
+STAMP = TARGET / f"{MODULE}-{VERSION}.dist-info"
+
+
+def install() -> None:
+    """Install the peer into .cache, once (`make test` does, so its smoke test runs in CI)."""
+    if not STAMP.is_dir():
         subprocess.run(
             [sys.executable, "-m", "pip", "--disable-pip-version-check", "install", "-q",
              "--no-deps", "--upgrade", "--target", str(TARGET), f"{PACKAGE}=={VERSION}"],
             check=True,
         )  # fmt: skip
+
+
+def ensure_peer(library: str) -> ModuleType:
+    """Install the peer into .cache (once), point it at ``library`` and import it."""
+    install()
     os.environ["ZTU_RKNPU2_RUNTIME_LIBRARY"] = library
     if str(TARGET) not in sys.path:
         sys.path.insert(0, str(TARGET))
@@ -39,3 +46,7 @@ def ensure_peer(library: str) -> ModuleType:
     if module.__version__ != VERSION:
         raise SystemExit(f"{TARGET} holds {MODULE} {module.__version__}, expected {VERSION}")
     return module
+
+
+if __name__ == "__main__":
+    install()
