@@ -207,6 +207,9 @@ SCENARIOS: dict[str, Callable[[FakeModel], Scenario]] = {
     "dup": dup_scenario,
     "pool_start": pool_scenario,
 }
+# Refused before any runtime call, so there is nothing to sweep: the runtime cannot duplicate
+# a dynamic-shape model's context (a Pool of one opens its contexts one by one instead).
+REFUSED = {("dup", "dynamic")}
 
 
 # ---- the sweep ------------------------------------------------------------------------------
@@ -276,9 +279,7 @@ def sweep(runtime: FakeRuntime, scenario: Scenario) -> Tally:
 @pytest.mark.parametrize("scenario_name", SCENARIOS)
 def test_fault_sweep(rt, scenario_name: str, model_name: str) -> None:
     model = MODELS[model_name]
-    if model_name == "dynamic" and scenario_name == "dup":
-        # Refused before any duplicate is made (the runtime does not support it); a Pool of a
-        # dynamic model opens its contexts one by one instead, and is swept like any other.
+    if (scenario_name, model_name) in REFUSED:
         scenario = SCENARIOS[scenario_name](model)
         st = scenario.prepare()
         with pytest.raises(rkrt.UnsupportedRuntimeError, match="dynamic-shape"):
