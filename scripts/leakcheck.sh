@@ -72,6 +72,7 @@ leaks=$(attributed clean)
 
 total=$({ cat "$OUT"/clean.* 2>/dev/null || true; } | grep -cE "^(Direct|Indirect) leak" || true)
 echo "ASan errors: ${errors:-none}"
+[ -z "$errors" ] || grep -h -A20 "ERROR: AddressSanitizer" $errors | head -40
 echo "leaks in the double: ${leaks:-none} (interpreter-only leak reports ignored: $total)"
 grep -q "nothing live" "$OUT/stdout"
 [ -z "$errors" ] && [ -z "$leaks" ]
