@@ -8,7 +8,8 @@ layout ignored, a caller waiting behind a busy context, NaN from unwritten paddi
 exact text replaced in one source file, and the tests that should notice. A mutant is
 "killed" when those tests fail, "SURVIVED" when they pass (a hole in the suite), "ERROR" when
 the run could not judge (collection error, a snippet no longer in the source: update it).
-Not run in CI: it takes minutes. Exit status 1 if any mutant survived or errored.
+make test runs it (tests/test_project/test_mutants.py, about 2.5 min). Exit status 1 if any
+mutant survived or errored.
 """
 
 from __future__ import annotations
