@@ -30,8 +30,9 @@ NP2_DEPS := 'numpy>=2' pytest hypothesis psutil pandas scikit-learn onnx tqdm
 # fuzzers feed JSON text to the metadata parser, where numpy plays no part: the main lane
 # runs them (and scripts/reliability_full.py's smoke test, which fuzzes too), the hypothesis
 # fuzzer in the same file runs here. scripts/leakcheck.sh, the AddressSanitizer run, imports
-# rkrt from the clone, not the wheel, as scripts/mutate.py does: the main lane runs both. A numpy deprecation raised
-# from rkrt's own code fails the lane, so the next removal shows up here before on a board.
+# rkrt from the clone, not the wheel, as scripts/mutate.py does: the main lane runs both. A
+# numpy deprecation raised from rkrt's own code fails the lane, so the next removal shows up
+# here before on a board.
 NP2_PYTEST_ARGS := --ignore=tests/test_emit --ignore=tests/test_examples/test_demo.py \
 	--ignore=tests/test_project/test_packaging.py \
 	--ignore=tests/test_bench/test_bench_run_all.py \
@@ -103,14 +104,10 @@ lint: $(STAMP)
 	# the board-side package runs on old board images: the floor pyproject states, checked
 	$(VENV)/bin/vermin --target=3.9- --no-tips --eval-annotations --violations -q rkrt
 
-# The peer runtime bench/streaming.py compares with, in .cache (never a dependency of rkrt):
-# installed for the tests too, so that the comparison's smoke test runs instead of skipping.
-PEER_STAMP := $(shell sed -n 's/^VERSION = "\(.*\)"/.cache\/ez_rknn_async\/ztu_somemodelruntime_ez_rknn_async-\1.dist-info/p' bench/peer.py)
-
-$(PEER_STAMP): $(STAMP) bench/peer.py
+test: $(STAMP) lint
+	# the peer bench/streaming.py compares with, into .cache once (never a dependency of
+	# rkrt), so that the comparison's smoke test runs instead of skipping
 	$(PY) bench/peer.py
-
-test: $(STAMP) $(PEER_STAMP) lint
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory test-numpy2
 	$(MAKE) --no-print-directory test-sklearn-floor

@@ -14,9 +14,8 @@ import crash_isolation
 import pytest
 from fake_rknnrt import FakeRuntime
 from hypothesis import settings
-from rkrt_support import NO_LEAKS, library
+from rkrt_support import IN_CI, NO_LEAKS, library
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parents[1]
 
 if IN_CI:

@@ -1,4 +1,4 @@
-"""Shared helpers of the rkrt binding tests: the test double's path, small fake models, inputs.
+"""Shared helpers of the tests: the test double's path, small fake models, inputs, `IN_CI`.
 
 The fixtures (`rt`, `private_rt`, `fake_so`) are in conftest.py.
 """
@@ -15,6 +15,8 @@ import numpy as np
 from fake_rknnrt import Dense, FakeModel, build_library
 
 NO_LEAKS = {"contexts": 0, "mems": 0, "outputs": 0}
+# Under CI=true nothing that could run may skip (conftest.py, tests/test_bench/).
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def rss_bytes() -> int:

@@ -20,9 +20,9 @@ import aarch64_lane
 import pytest
 import run_all
 from report import LINE_LABELS, overhead_ratio, target_checks
+from rkrt_support import IN_CI
 
 FLOOR_SEQUENCE = {"rknn_inputs_set", "rknn_run", "rknn_outputs_get", "rknn_outputs_release"}
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _assert_lane_result(result: dict, lines: set[str]) -> None:
